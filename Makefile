@@ -1,0 +1,91 @@
+# The project's interface: README, .ci/run and developers all use these targets.
+# `make` alone prints this help, built from the `## ` comments.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian/Ubuntu packages the native stack and the tests use.
+APT_PACKAGES := nginx-light openssl wrk curl ca-certificates
+PYTEST_ARGS ?=
+
+export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
+
+.PHONY: help
+help: ## Show this help
+	@echo "Credit-risk model serving: MLflow -> gunicorn -> nginx -> Oracle APEX"
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+	@echo
+	@echo "Quick start: make up, then make test."
+
+$(STAMP): pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 (3.11+) is missing: apt-get install python3 python3-venv"; exit 1; }
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed, found $$(python3 --version)"; exit 1; }
+	@[ -x $(PY) ] || python3 -m venv $(VENV) || { echo "cannot create $(VENV): apt-get install python3-venv"; exit 1; }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv and install the Python packages
+
+.PHONY: system-deps
+system-deps: ## Install the Debian/Ubuntu packages (nginx, openssl, wrk) if missing
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  if ! command -v apt-get >/dev/null; then echo "missing:$$missing (no apt-get here: install them with your package manager)"; exit 1; fi; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
+	    || { echo "could not install:$$missing; install them as root and re-run"; exit 1; }; \
+	fi
+
+.PHONY: up
+up: system-deps venv ## Start the native stack (MLflow UI on :5000), train and promote if needed
+	@$(PY) -m serving.localstack up
+
+.PHONY: down
+down: ## Stop the native stack
+	@[ -x $(PY) ] && $(PY) -m serving.localstack down || true
+
+.PHONY: status
+status: venv ## Show which services of the native stack are healthy
+	@$(PY) -m serving.localstack status
+
+.PHONY: ui
+ui: ## Print the MLflow UI address
+	@echo "MLflow UI: $(MLFLOW_TRACKING_URI)"
+
+.PHONY: train
+train: venv ## Train and register a model (ARGS="--classifier logreg" or "--data f.csv --target y")
+	$(PY) -m training.train $(ARGS)
+
+.PHONY: promote
+promote: venv ## Promote the newest version to @champion if better (ARGS="--version N" to roll back)
+	$(PY) -m training.promote $(ARGS)
+
+.PHONY: lint
+lint: venv ## Run ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check training serving tests
+
+.PHONY: format
+format: venv ## Format the Python code
+	$(VENV)/bin/ruff format training serving tests
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: system-deps venv ## Run the whole test suite (unit, integration against real processes)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## Run only the unit tests (no processes)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: clean
+clean: down ## Stop the stack and delete local state (.local/, mlruns/ contents)
+	rm -rf .local
+	find mlruns -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""The model server and the native stack runner."""

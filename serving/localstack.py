@@ -1,0 +1,218 @@
+"""The native stack behind `make up` / `make down`: processes on 127.0.0.1, no containers.
+
+    python -m serving.localstack up      # start what is not running, wait until healthy
+    python -m serving.localstack down    # stop everything this started
+    python -m serving.localstack status
+
+State lives in `.local/` (pid files, logs, generated config) and the MLflow store in `mlruns/`
+(SQLite registry `mlruns/mlflow.db`, artifacts `mlruns/artifacts/`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".local"
+LOGS = STATE / "logs"
+MLRUNS = ROOT / "mlruns"
+PYTHON = sys.executable
+
+MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
+TRACKING_URI = f"http://127.0.0.1:{MLFLOW_PORT}"
+MODEL_NAME = os.environ.get("MODEL_NAME", "credit-risk")
+
+
+@dataclass
+class Service:
+    """A long-running process of the stack."""
+
+    name: str
+    command: list[str]
+    health_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float = 90.0
+    verify: str | bool = True
+
+    @property
+    def pid_file(self) -> Path:
+        return STATE / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return LOGS / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(self.health_url, timeout=2, verify=self.verify).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def start(self) -> None:
+        if self.pid() and self.healthy():
+            print(f"  {self.name}: already running (pid {self.pid()})")
+            return
+        LOGS.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(
+                    f"make up: {self.name} exited with status {process.returncode}; "
+                    f"see {self.log_file.relative_to(ROOT)}"
+                )
+            if self.healthy():
+                print(
+                    f"  {self.name}: running (pid {process.pid}), log "
+                    f"{self.log_file.relative_to(ROOT)}"
+                )
+                return
+            time.sleep(0.3)
+        raise SystemExit(
+            f"make up: {self.name} not healthy after {self.timeout:.0f}s; see "
+            f"{self.log_file.relative_to(ROOT)}"
+        )
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.2)
+        else:
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        print(f"  {self.name}: stopped")
+
+
+def mlflow_service() -> Service:
+    MLRUNS.mkdir(exist_ok=True)
+    return Service(
+        name="mlflow",
+        command=[
+            PYTHON,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{MLRUNS / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(MLRUNS / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(MLFLOW_PORT),
+            "--workers",
+            "2",
+        ],
+        health_url=f"{TRACKING_URI}/health",
+    )
+
+
+def services() -> list[Service]:
+    """The stack in start order."""
+    return [mlflow_service()]
+
+
+def ensure_champion() -> None:
+    """Train, register and promote a first model when the registry has no champion yet."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(TRACKING_URI, TRACKING_URI)
+    try:
+        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+        print(f"  registry: {MODEL_NAME}@champion is version {champion.version}")
+        return
+    except MlflowException:
+        pass
+    print("  registry: no champion yet; training and promoting a first model")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": TRACKING_URI}
+    log = LOGS / "train.log"
+    steps = [
+        [PYTHON, "-m", "training.train", "--model-name", MODEL_NAME],
+        [PYTHON, "-m", "training.promote", "--model-name", MODEL_NAME],
+    ]
+    with log.open("ab") as out:
+        for step in steps:
+            if (
+                subprocess.run(
+                    step, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+                ).returncode
+                != 0
+            ):
+                raise SystemExit(f"make up: {step[2]} failed; see {log.relative_to(ROOT)}")
+    print(f"  registry: {MODEL_NAME}@champion promoted")
+
+
+def up() -> None:
+    STATE.mkdir(exist_ok=True)
+    print("Starting the native stack:")
+    for service in services():
+        service.start()
+        if service.name == "mlflow":
+            ensure_champion()
+    print(f"""
+Ready.
+  MLflow UI and registry:  {TRACKING_URI}   (runs, plots, models:/{MODEL_NAME}@champion)
+  Logs:                    .local/logs/
+  Stop with:               make down""")
+
+
+def down() -> None:
+    print("Stopping the native stack:")
+    for service in reversed(services()):
+        service.stop()
+
+
+def status() -> int:
+    state = 0
+    for service in services():
+        healthy = service.healthy()
+        print(f"  {service.name:14} {'healthy' if healthy else 'DOWN':8} {service.health_url}")
+        state |= not healthy
+    return state
+
+
+def main(argv: list[str]) -> int:
+    commands = {"up": up, "down": down, "status": status}
+    if len(argv) != 1 or argv[0] not in commands:
+        print("usage: python -m serving.localstack up|down|status", file=sys.stderr)
+        return 2
+    return commands[argv[0]]() or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Training, registration and promotion of the credit-risk model."""

@@ -1,0 +1,228 @@
+"""Train the credit-risk pipeline, log the run to MLflow and register the model.
+
+    python -m training.train                       # built-in data, boosted trees
+    python -m training.train --classifier logreg
+    python -m training.train --data loans.csv --target defaulted
+
+Prints one line with the registered version; exits 2 with one line on bad input, before
+anything is logged or registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from training import credit_model
+from training.data import DataError, TrainingData, builtin_data, load_user_data
+from training.evaluate import best_threshold, classification_metrics, figures
+from training.pipeline import CLASSIFIERS, build_pipeline
+from training.registry import DEFAULT_MODEL_NAME, CliError, cli_main, configure_client
+
+EVALUATION_ARTIFACT = "evaluation/test.parquet"
+MODEL_CODE = Path(credit_model.__file__)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="CSV or Parquet file (default: built-in data)")
+    parser.add_argument("--target", help="target column of --data (two classes)")
+    parser.add_argument("--classifier", choices=CLASSIFIERS, default="hgb")
+    parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model name")
+    parser.add_argument("--experiment", default="credit-risk", help="MLflow experiment name")
+    parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or local server")
+    parser.add_argument("--rows", type=int, default=25_000, help="rows of built-in data")
+    parser.add_argument("--seed", type=int, default=42, help="seed for data, split and model")
+    parser.add_argument("--output", type=Path, help="write the result as JSON to this file")
+    args = parser.parse_args(argv)
+    if args.data and not args.target:
+        parser.error("--data needs --target COLUMN, the column that says who defaulted")
+    if args.rows < 1000:
+        parser.error("--rows must be at least 1000 for a meaningful split")
+    return args
+
+
+@cli_main("train")
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        data = (
+            load_user_data(args.data, args.target)
+            if args.data
+            else builtin_data(args.rows, args.seed)
+        )
+    except DataError as error:
+        raise CliError(str(error)) from None
+    configure_client(args.tracking_uri)
+    result = train_and_register(data, args)
+    print(
+        f"train: registered {result['model_name']} version {result['version']} "
+        f"(run {result['run_id']}, test ROC AUC {result['metrics']['test_roc_auc']:.4f})"
+    )
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
+    """Fit, evaluate, log and register; returns what was registered."""
+    import mlflow
+
+    features = list(data.numeric_columns + data.categorical_columns)
+    x = data.frame[features]
+    y = data.frame[data.target]
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=0.2, stratify=y, random_state=args.seed
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=args.seed
+    )
+    pipeline = build_pipeline(
+        args.classifier, data.numeric_columns, data.categorical_columns, args.seed
+    )
+    pipeline.fit(x_train, y_train)
+    threshold = best_threshold(y_val, pipeline.predict_proba(x_val)[:, 1])
+    test_probability = pipeline.predict_proba(x_test)[:, 1]
+    metrics = {
+        f"test_{k}": v
+        for k, v in classification_metrics(y_test, test_probability, threshold).items()
+    }
+    metrics |= {
+        f"val_{k}": v
+        for k, v in classification_metrics(
+            y_val, pipeline.predict_proba(x_val)[:, 1], threshold
+        ).items()
+    }
+
+    mlflow.set_experiment(args.experiment)
+    with mlflow.start_run(run_name=f"{args.classifier}-{data_hash(data.frame)[:8]}") as run:
+        mlflow.set_tags(
+            {
+                "git_commit": git_commit(),
+                "data_sha256": data_hash(data.frame),
+                "data_source": data.source,
+            }
+        )
+        mlflow.log_params(
+            {
+                "classifier": args.classifier,
+                "seed": args.seed,
+                "rows": len(data.frame),
+                "target": data.target,
+                "numeric_columns": ",".join(data.numeric_columns),
+                "categorical_columns": ",".join(data.categorical_columns),
+                **{
+                    f"clf_{k}": v
+                    for k, v in pipeline.named_steps["classifier"].get_params().items()
+                    if isinstance(v, (int, float, str, bool)) or v is None
+                },
+            }
+        )
+        mlflow.log_metrics(metrics)
+        dataset = mlflow.data.from_pandas(
+            data.frame,
+            source=str(args.data.resolve()) if args.data else None,
+            targets=data.target,
+            name=args.data.stem if args.data else "credit-risk-builtin",
+        )
+        mlflow.log_input(dataset, context="training")
+        for name, figure in figures(
+            pipeline, x_test, y_test, test_probability, threshold, args.seed
+        ).items():
+            mlflow.log_figure(figure, f"plots/{name}")
+        model_info = log_model(pipeline, x_train, x_test, threshold, args.model_name)
+        with tempfile.TemporaryDirectory() as tmp:
+            # The held-out rows travel with the run, so promotion can score the candidate and
+            # the champion on the same data later.
+            test_frame = x_test.assign(**{data.target: y_test})
+            path = Path(tmp) / "test.parquet"
+            test_frame.to_parquet(path)
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+            mlflow.set_tag("evaluation_target", data.target)
+
+    return {
+        "model_name": args.model_name,
+        "version": int(model_info.registered_model_version),
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{args.model_name}/{model_info.registered_model_version}",
+        "threshold": threshold,
+        "metrics": metrics,
+    }
+
+
+def log_model(
+    pipeline, x_train: pd.DataFrame, x_test: pd.DataFrame, threshold: float, model_name: str
+):
+    """Log the pipeline in skops format behind the models-from-code pyfunc and register it."""
+    import mlflow
+    import skops.io
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+    unreviewed = untrusted - set(credit_model.TRUSTED_TYPES)
+    if unreviewed:
+        raise CliError(
+            f"the pipeline contains types not reviewed for safe loading: {sorted(unreviewed)}; "
+            "review them and add them to TRUSTED_TYPES in training/credit_model.py"
+        )
+    example = x_test.head(5)
+    # Numeric inputs are doubles (so a missing value is accepted and imputed), categoricals are
+    # strings; the output is declared rather than inferred to document its types.
+    signature = ModelSignature(
+        inputs=infer_signature(x_train).inputs,
+        outputs=Schema([ColSpec("double", "probability"), ColSpec("long", "label")]),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline_path = Path(tmp) / "pipeline.skops"
+        skops.io.dump(pipeline, pipeline_path)
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={credit_model.PIPELINE_ARTIFACT: str(pipeline_path)},
+            model_config={"threshold": threshold},
+            signature=signature,
+            input_example=example,
+            registered_model_name=model_name,
+            # Listed rather than inferred: inference would run the model in a subprocess.
+            pip_requirements=[
+                f"{p}=={package_version(p)}"
+                for p in ("mlflow", "scikit-learn", "pandas", "numpy", "skops")
+            ],
+        )
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """SHA-256 of the frame's content (values, column names and order)."""
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+    return digest.hexdigest()
+
+
+def git_commit() -> str:
+    """The commit the training code comes from, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
