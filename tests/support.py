@@ -158,3 +158,59 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})},
     )
+
+
+class ModelServer:
+    """The project's model server (`python -m serving`) on a free port."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        tracking_uri: str,
+        model_uri: str,
+        workers: int = 2,
+        poll_interval: float = 1.0,
+        **settings: str,
+    ):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "SERVING_TRACKING_URI": tracking_uri,
+            "SERVING_MODEL_URI": model_uri,
+            "SERVING_PORT": str(self.port),
+            "SERVING_WORKERS": str(workers),
+            "SERVING_POLL_INTERVAL": str(poll_interval),
+            "SERVING_REGISTRY_TIMEOUT": "3",
+            "SERVING_CACHE_DIR": str(workdir / "cache"),
+            "SERVING_METRICS_DIR": str(workdir / "metrics"),
+            **{f"SERVING_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.process: Process | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 120) -> ModelServer:
+        self.starts += 1
+        self.process = Process(
+            [PYTHON, "-m", "serving"],
+            log=self.workdir / f"model-server-{self.starts}.log",
+            env=self.env,
+        )
+        wait_until(
+            http_ok(f"{self.url}/healthz/ready"),
+            timeout,
+            "model server ready",
+            self.process.popen,
+            self.process.log,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def log_text(self) -> str:
+        return "\n".join(
+            p.read_text(errors="replace") for p in sorted(self.workdir.glob("model-server-*.log"))
+        )

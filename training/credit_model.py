@@ -37,7 +37,10 @@ class CreditRiskModel(mlflow.pyfunc.PythonModel):
         self.threshold = float((context.model_config or {}).get("threshold", 0.5))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        probability = self.pipeline.predict_proba(model_input)[:, 1]
+        # MLflow lets a caller leave out optional (nullable) columns; they are missing values,
+        # which the pipeline imputes, so add them back as such.
+        columns = self.pipeline.feature_names_in_
+        probability = self.pipeline.predict_proba(model_input.reindex(columns=columns))[:, 1]
         return pd.DataFrame(
             {
                 "probability": probability.round(6),

@@ -176,10 +176,17 @@ def log_model(
             "review them and add them to TRUSTED_TYPES in training/credit_model.py"
         )
     example = x_test.head(5)
-    # Numeric inputs are doubles (so a missing value is accepted and imputed), categoricals are
-    # strings; the output is declared rather than inferred to document its types.
+    # Numeric inputs are optional doubles: a missing value (null or an absent column) is imputed.
+    # Categoricals are required strings. Declared rather than inferred, so that which columns
+    # may be null does not depend on which happened to have gaps in this sample.
+    inferred = infer_signature(x_train).inputs
     signature = ModelSignature(
-        inputs=infer_signature(x_train).inputs,
+        inputs=Schema(
+            [
+                ColSpec(spec.type, spec.name, required=spec.type.name == "string")
+                for spec in inferred.inputs
+            ]
+        ),
         outputs=Schema([ColSpec("double", "probability"), ColSpec("long", "label")]),
     )
     with tempfile.TemporaryDirectory() as tmp:

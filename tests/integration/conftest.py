@@ -6,7 +6,8 @@ import uuid
 
 import psycopg
 import pytest
-from support import MlflowServer
+from mlflow import MlflowClient
+from support import MlflowServer, run_cli
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -48,4 +49,35 @@ def postgres_database():
 def postgres_mlflow_server(tmp_path, postgres_database):
     server = MlflowServer(tmp_path / "mlflow-pg", backend_uri=postgres_database).start()
     yield server
+    server.stop()
+
+
+class TrainedRegistry:
+    """A real mlflow server holding `credit-risk` v1 (boosted trees, @champion) and v2
+    (logistic regression), trained by the project's own CLI."""
+
+    MODEL = "credit-risk"
+
+    def __init__(self, server: MlflowServer):
+        self.server = server
+        self.uri = server.uri
+        self.client = MlflowClient(server.uri, server.uri)
+
+    def train(self, *args: str) -> str:
+        out = run_cli("training.train", "--rows", "6000", *args, tracking_uri=self.uri)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split(" version ")[1].split()[0]
+
+    def set_champion(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.MODEL, "champion", version)
+
+
+@pytest.fixture(scope="module")
+def trained_registry(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("registry")).start()
+    registry = TrainedRegistry(server)
+    assert registry.train() == "1"
+    assert registry.train("--classifier", "logreg") == "2"
+    registry.set_champion("1")
+    yield registry
     server.stop()

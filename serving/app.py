@@ -1,0 +1,456 @@
+"""The ASGI app each gunicorn worker runs: MLflow's scoring app inside a thin wrapper of ours.
+
+MLflow's own code (`mlflow.pyfunc.scoring_server.init`, mirrored routes `/invocations`,
+`/ping`, `/health`, `/version`; source: mlflow/pyfunc/scoring_server/__init__.py) parses the
+body, enforces the signature and predicts. The wrapper adds what that server lacks:
+
+- identity: `X-Model-Name` / `X-Model-Version` on every response, `GET /model`;
+- one JSON error shape, `{"error": {"code", "message"}, "request_id"}`, whose message names a
+  column or type from the model's schema but never repeats the caller's data or a stack trace
+  (MLflow's bodies do both; the details go to the server log under the request id);
+- 415 for a missing Content-Type (MLflow: 500) and 500 for an exception inside the model
+  (MLflow: 400 with a stack trace); 400 for columns the signature does not know and nulls in
+  required columns (MLflow ignores the first and lets the second through);
+- readiness and liveness routes, Prometheus metrics, a request id, no FastAPI docs routes.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from serving.errors import ApiError, classify_mlflow_error, schema_error
+from serving.logs import configure_logging
+from serving.metrics import Metrics
+from serving.settings import load_settings
+from serving.state import ServedModel
+
+log = logging.getLogger("serving.app")
+access_log = logging.getLogger("serving.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_JSON = [(b"content-type", b"application/json")]
+_DOCS_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+@dataclass
+class RequestContext:
+    """Per-request facts the predict hook reports back to the wrapper."""
+
+    request_id: str
+    error: ApiError | None = None
+    rows: int = 0
+
+
+_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
+
+
+@dataclass
+class LoadedModel:
+    served: ServedModel
+    pyfunc: object
+    loaded_at: str
+    load_seconds: float
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+
+
+def load(served: ServedModel) -> LoadedModel:
+    """Load the checked local copy and predict its input example (readiness needs both)."""
+    import mlflow
+
+    started = time.perf_counter()
+    model = mlflow.pyfunc.load_model(served.path)
+    model.predict(model.input_example)
+    signature = model.metadata.signature
+    return LoadedModel(
+        served=served,
+        pyfunc=model,
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        load_seconds=time.perf_counter() - started,
+        inputs=[_spec(s) for s in signature.inputs.inputs] if signature else [],
+        outputs=[_spec(s) for s in signature.outputs.inputs] if signature else [],
+    )
+
+
+def _spec(spec) -> dict:
+    return {
+        "name": spec.name,
+        "type": getattr(spec.type, "name", str(spec.type)),
+        "required": spec.required,
+    }
+
+
+def install_predict_hook(loaded: LoadedModel) -> None:
+    """Wrap the model's predict to check columns and report errors and row counts.
+
+    MLflow calls `model.predict(data, params=...)` after parsing; the hook runs in MLflow's
+    worker thread, and reports through the request's context object (the thread gets a copy of
+    the context, which holds the same object).
+    """
+    from mlflow.exceptions import MlflowException
+
+    model = loaded.pyfunc
+    original = model.predict
+    known = {spec["name"] for spec in loaded.inputs}
+    required = [spec["name"] for spec in loaded.inputs if spec["required"]]
+
+    def predict(data, params=None):
+        context = _current.get(None)
+        columns = getattr(data, "columns", None)
+        if columns is not None and known:
+            if len(data) == 0:
+                raise _reported(
+                    context, ApiError(400, "empty_input", "the request holds no rows to score")
+                )
+            unknown = [c for c in columns if c not in known]
+            if unknown:
+                raise _reported(
+                    context,
+                    ApiError(
+                        400,
+                        "unknown_columns",
+                        f"{len(unknown)} column(s) are not in the model's input schema; expected "
+                        f"columns: {', '.join(spec['name'] for spec in loaded.inputs)}",
+                    ),
+                )
+            nulls = [c for c in required if c in columns and data[c].isna().any()]
+            if nulls:
+                raise _reported(
+                    context,
+                    ApiError(
+                        400,
+                        "null_in_required_column",
+                        f"required column(s) hold null: {', '.join(nulls)}",
+                    ),
+                )
+        try:
+            result = original(data, params=params)
+        except MlflowException as error:
+            raise _reported(context, schema_error(error.message, loaded.inputs)) from error
+        except Exception as error:
+            log.exception(
+                "the model raised an exception",
+                extra={"fields": {"request_id": getattr(context, "request_id", "")}},
+            )
+            raise _reported(
+                context,
+                ApiError(
+                    500,
+                    "model_error",
+                    "the model failed on this input; the server log has the details under this "
+                    "request id",
+                ),
+            ) from error
+        if context is not None:
+            context.rows = len(data) if hasattr(data, "__len__") else 0
+        return result
+
+    model.predict = predict
+
+
+def _reported(context: RequestContext | None, error: ApiError) -> ApiError:
+    if context is not None:
+        context.error = error
+    return error
+
+
+class ServingApp:
+    """The pure-ASGI wrapper around MLflow's FastAPI app."""
+
+    def __init__(
+        self, settings, loaded: LoadedModel, mlflow_app, metrics: Metrics, state_path: Path
+    ):
+        self.settings = settings
+        self.loaded = loaded
+        self.mlflow_app = mlflow_app
+        self.metrics = metrics
+        self.state_path = state_path
+        served = loaded.served
+        self.identity = [
+            (b"x-model-name", served.name.encode()),
+            (b"x-model-version", served.version.encode()),
+        ]
+        self.routes = {
+            "/invocations": self.invocations,
+            "/model": self.model_info,
+            "/healthz/live": self.live,
+            "/healthz/ready": self.ready,
+            "/metrics": self.metrics_route,
+            "/ping": self.mlflow_app,
+            "/health": self.mlflow_app,
+            "/version": self.mlflow_app,
+        }
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":  # lifespan: MLflow's app handles start-up and shutdown
+            await self.mlflow_app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        context = RequestContext(request_id)
+        token = _current.set(context)
+        status = 500
+        started = time.perf_counter()
+        extra_headers = [*self.identity, (b"x-request-id", request_id.encode())]
+
+        async def send_with_identity(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra_headers]
+            await send(message)
+
+        path = scope["path"]
+        route = self.routes.get(path)
+        try:
+            if route is None:
+                await self.send_error(
+                    send_with_identity,
+                    context,
+                    ApiError(
+                        404,
+                        "not_found",
+                        "no such route; the API is POST /invocations and GET /model",
+                    ),
+                )
+            elif route is self.mlflow_app:
+                await route(scope, receive, send_with_identity)
+            else:
+                await route(scope, receive, send_with_identity, context)
+        finally:
+            _current.reset(token)
+            elapsed = time.perf_counter() - started
+            label = path if route is not None else "other"
+            self.metrics.observe(label, status, elapsed, context.rows)
+            access_log.info(
+                "request",
+                extra={
+                    "fields": {
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": label,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "model_version": self.loaded.served.version,
+                        "rows": context.rows,
+                        "client": headers.get(b"x-client", b"").decode("latin-1")[:64],
+                        "worker": os.getpid(),
+                        "error": context.error.code if context.error else None,
+                    }
+                },
+            )
+
+    async def send_json(self, send, status: int, payload: dict, headers=()) -> None:
+        body = json.dumps(payload).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def send_error(self, send, context: RequestContext, error: ApiError) -> None:
+        context.error = error
+        await self.send_json(send, error.status, error.body(context.request_id), error.headers)
+
+    async def invocations(self, scope, receive, send, context: RequestContext) -> None:
+        if scope["method"] != "POST":
+            await self.send_error(
+                send,
+                context,
+                ApiError(
+                    405,
+                    "method_not_allowed",
+                    "use POST /invocations",
+                    headers=[(b"allow", b"POST")],
+                ),
+            )
+            return
+        headers = dict(scope["headers"])
+        if not headers.get(b"content-type", b"").strip():
+            await self.send_error(
+                send,
+                context,
+                ApiError(
+                    415,
+                    "unsupported_media_type",
+                    "the Content-Type header is missing; send Content-Type: application/json",
+                ),
+            )
+            return
+        body = await self._read_body(receive, headers)
+        if isinstance(body, ApiError):
+            await self.send_error(send, context, body)
+            return
+        await self._call_mlflow(scope, body, send, context)
+
+    async def _read_body(self, receive, headers) -> bytes | ApiError:
+        limit = self.settings.max_body_bytes
+        too_large = ApiError(
+            413,
+            "payload_too_large",
+            f"the request body is larger than {limit} bytes; send fewer rows per request",
+        )
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return too_large
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return ApiError(400, "client_disconnected", "the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return too_large
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _call_mlflow(self, scope, body: bytes, send, context: RequestContext) -> None:
+        """Run MLflow's /invocations on the buffered body; rewrite its error responses."""
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return {"type": "http.disconnect"}
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        response: dict = {"status": 500, "headers": [], "body": []}
+
+        async def capture(message):
+            if message["type"] == "http.response.start":
+                response["status"] = message["status"]
+                response["headers"] = message.get("headers", [])
+            elif message["type"] == "http.response.body":
+                response["body"].append(message.get("body", b""))
+
+        await self.mlflow_app(scope, replay, capture)
+        payload = b"".join(response["body"])
+        if response["status"] < 400:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response["status"],
+                    "headers": response["headers"],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+            return
+        error = context.error or classify_mlflow_error(
+            response["status"], payload, self.settings.request_timeout, self.loaded.inputs
+        )
+        if error.status >= 500 or context.error is None:
+            log.warning(
+                "request failed",
+                extra={
+                    "fields": {
+                        "request_id": context.request_id,
+                        "status": error.status,
+                        "code": error.code,
+                        "mlflow_status": response["status"],
+                        "mlflow_body": payload[:500].decode("utf-8", "replace"),
+                    }
+                },
+            )
+        await self.send_error(send, context, error)
+
+    async def model_info(self, scope, receive, send, context: RequestContext) -> None:
+        served = self.loaded.served
+        try:
+            current = ServedModel.read(self.state_path)
+        except (OSError, ValueError, TypeError):
+            current = served
+        failure = current.last_swap_failure
+        await self.send_json(
+            send,
+            200,
+            {
+                "name": served.name,
+                "version": served.version,
+                "alias": served.alias,
+                "run_id": served.run_id,
+                "source": served.source,
+                "cache_reason": served.extra.get("cache_reason"),
+                "loaded_at": self.loaded.loaded_at,
+                "load_seconds": round(self.loaded.load_seconds, 3),
+                "following": served.alias is not None,
+                "poll_interval_seconds": self.settings.poll_interval,
+                "inputs": self.loaded.inputs,
+                "outputs": self.loaded.outputs,
+                "swaps": {
+                    "completed": current.swaps,
+                    "failed": current.swap_failures,
+                    "last_failure": failure.__dict__ if failure else None,
+                },
+            },
+        )
+
+    async def live(self, scope, receive, send, context: RequestContext) -> None:
+        await self.send_json(send, 200, {"status": "alive"})
+
+    async def ready(self, scope, receive, send, context: RequestContext) -> None:
+        # A worker exists only after its model loaded and predicted its input example.
+        await self.send_json(
+            send, 200, {"status": "ready", "model_version": self.loaded.served.version}
+        )
+
+    async def metrics_route(self, scope, receive, send, context: RequestContext) -> None:
+        body, content_type = self.metrics.render(self.state_path)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", content_type.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_app() -> ServingApp:
+    """The gunicorn app factory (`serving.app:create_app()`), called once per worker."""
+    from mlflow.pyfunc import scoring_server
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    state_path = Path(os.environ["SERVING_STATE_FILE"])
+    served = ServedModel.read(state_path)
+    loaded = load(served)
+    install_predict_hook(loaded)
+    mlflow_app = scoring_server.init(loaded.pyfunc)
+    # FastAPI's generated docs would describe MLflow's internals, not our API: the wrapper
+    # never routes to them, and they are removed from MLflow's app as well.
+    mlflow_app.router.routes = [
+        route
+        for route in mlflow_app.router.routes
+        if getattr(route, "path", "") not in _DOCS_ROUTES
+    ]
+    mlflow_app.openapi_url = mlflow_app.docs_url = mlflow_app.redoc_url = None
+    metrics = Metrics(served)
+    metrics.model_loaded(loaded.load_seconds)
+    log.info(
+        "worker ready",
+        extra={
+            "fields": {
+                "model": served.name,
+                "version": served.version,
+                "pid": os.getpid(),
+                "load_seconds": round(loaded.load_seconds, 3),
+            }
+        },
+    )
+    return ServingApp(settings, loaded, mlflow_app, metrics, state_path)

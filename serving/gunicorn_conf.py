@@ -1,0 +1,37 @@
+"""gunicorn configuration, the same natively, in the container image and on Kubernetes.
+
+Values come from the typed settings (SERVING_* variables), never from a copy of this file.
+"""
+
+from prometheus_client import multiprocess
+
+from serving.settings import load_settings
+
+_settings = load_settings()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+worker_class = "serving.worker.ModelServerWorker"
+# No preload: on SIGHUP each new worker must load the model the supervisor just checked.
+preload_app = False
+# A worker silent this long is killed; predictions themselves time out earlier (504).
+timeout = int(_settings.request_timeout) + 30
+graceful_timeout = 30
+# Longer than the gateway's upstream keep-alive, so nginx, not gunicorn, closes idle
+# connections and never sends a request on a connection the server is closing.
+keepalive = _settings.keepalive
+# The wrapper writes one JSON access line per request with the request id.
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level
+proc_name = "model-server"
+
+# Import the heavy libraries once in the master: forked workers start with them loaded, which
+# keeps the window of a graceful reload short. The model itself is loaded per worker.
+import mlflow.pyfunc.scoring_server  # noqa: E402, F401
+import sklearn.ensemble  # noqa: E402, F401
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges, so /metrics only counts live workers' values."""
+    multiprocess.mark_process_dead(worker.pid)

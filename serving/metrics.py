@@ -1,0 +1,98 @@
+"""Prometheus metrics that add up across gunicorn workers (prometheus_client multiprocess).
+
+Each worker writes its samples to files in $PROMETHEUS_MULTIPROC_DIR; `/metrics` in any worker
+merges all of them. Swap outcomes come from the supervisor's state file at scrape time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily
+
+from serving.state import ServedModel
+
+_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+
+
+class Metrics:
+    def __init__(self, served: ServedModel):
+        self.version = served.version
+        # registry=None: the samples live in the multiprocess files, not in a process registry.
+        self.requests = Counter(
+            "model_server_requests_total",
+            "HTTP requests by route, status and model version",
+            ["route", "status", "model_version"],
+            registry=None,
+        )
+        self.latency = Histogram(
+            "model_server_request_duration_seconds",
+            "Request latency",
+            ["route", "status", "model_version"],
+            buckets=_BUCKETS,
+            registry=None,
+        )
+        self.rows = Counter(
+            "model_server_rows_scored_total", "Rows scored", ["model_version"], registry=None
+        )
+        self.load_seconds = Gauge(
+            "model_server_model_load_seconds",
+            "Seconds the worker took to load and check the model",
+            ["model_version"],
+            multiprocess_mode="livemax",
+            registry=None,
+        )
+        self.serving = Gauge(
+            "model_server_model_version_info",
+            "1 for the model version live workers serve",
+            ["model_name", "model_version"],
+            multiprocess_mode="livemax",
+            registry=None,
+        )
+        self.serving.labels(served.name, served.version).set(1)
+
+    def model_loaded(self, seconds: float) -> None:
+        self.load_seconds.labels(self.version).set(seconds)
+
+    def observe(self, route: str, status: int, seconds: float, rows: int) -> None:
+        labels = (route, str(status), self.version)
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+        if rows:
+            self.rows.labels(self.version).inc(rows)
+
+    def render(self, state_path: Path) -> tuple[bytes, str]:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(_SwapCollector(state_path))
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _SwapCollector:
+    """Swap outcomes recorded by the supervisor."""
+
+    def __init__(self, state_path: Path):
+        self.state_path = state_path
+
+    def collect(self):
+        try:
+            state = ServedModel.read(self.state_path)
+        except (OSError, ValueError, TypeError):
+            return
+        done = CounterMetricFamily("model_server_swaps", "Completed model swaps")
+        done.add_metric([], state.swaps)
+        failed = CounterMetricFamily(
+            "model_server_swap_failures", "Alias moves not followed because the version failed"
+        )
+        failed.add_metric([], state.swap_failures)
+        yield done
+        yield failed

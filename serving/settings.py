@@ -1,0 +1,98 @@
+"""The model server's settings: one typed object read from SERVING_* environment variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
+
+
+class ServingSettings(BaseSettings):
+    """Everything the model server can be told; every field has a SERVING_ variable."""
+
+    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore")
+
+    model_uri: str = Field(
+        "models:/credit-risk@champion",
+        description="Registry URI: models:/<name>@<alias> follows the alias, "
+        "models:/<name>/<version> pins a version.",
+    )
+    tracking_uri: str = Field(
+        "http://127.0.0.1:5000",
+        validation_alias=AliasChoices("SERVING_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server that holds the registry.",
+    )
+    host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 inside a container.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to bind.")
+    workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
+    request_timeout: float = Field(
+        30.0, gt=0, le=600, description="Seconds a prediction may take before a 504."
+    )
+    poll_interval: float = Field(
+        10.0, ge=1, le=3600, description="Seconds between alias lookups in the registry."
+    )
+    registry_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds one registry call may take while polling."
+    )
+    cache_dir: Path = Field(
+        Path(".local/model-cache"),
+        description="Downloaded models and the last-known-good record (a volume in containers).",
+    )
+    metrics_dir: Path = Field(
+        Path(".local/model-server-metrics"),
+        description="prometheus_client multiprocess files; emptied at start (tmpfs in containers).",
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    keepalive: int = Field(
+        75, ge=1, le=3600, description="Idle keep-alive seconds; longer than the gateway's."
+    )
+    log_level: str = Field("info", description="debug, info, warning or error.")
+
+    @field_validator("model_uri")
+    @classmethod
+    def _check_model_uri(cls, value: str) -> str:
+        if not _MODEL_URI.match(value):
+            raise ValueError(
+                "must look like models:/<name>@<alias> (follows the alias) or "
+                "models:/<name>/<version> (pinned)"
+            )
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return value.lower()
+
+    @property
+    def model_name(self) -> str:
+        return _MODEL_URI.match(self.model_uri)["name"]
+
+    @property
+    def alias(self) -> str | None:
+        """The alias to follow, or None when the URI pins a version."""
+        return _MODEL_URI.match(self.model_uri)["alias"]
+
+    @property
+    def pinned_version(self) -> str | None:
+        return _MODEL_URI.match(self.model_uri)["version"]
+
+
+def load_settings() -> ServingSettings:
+    """Read the settings; on invalid values raise SystemExit with what to set."""
+    try:
+        return ServingSettings()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = str(item["loc"][0]) if item["loc"] else "?"
+            variable = f"SERVING_{field.upper()}"
+            problems.append(f"{variable}: {item['msg']}")
+        raise SystemExit("model server: invalid settings: " + "; ".join(problems)) from None
