@@ -141,9 +141,25 @@ def mlflow_service() -> Service:
     )
 
 
+def model_server_service() -> Service:
+    port = int(os.environ.get("SERVING_PORT", "8080"))
+    return Service(
+        name="model-server",
+        command=[PYTHON, "-m", "serving"],
+        health_url=f"http://127.0.0.1:{port}/healthz/ready",
+        env={
+            "SERVING_TRACKING_URI": TRACKING_URI,
+            "SERVING_MODEL_URI": f"models:/{MODEL_NAME}@champion",
+            "SERVING_CACHE_DIR": str(STATE / "model-cache"),
+            "SERVING_METRICS_DIR": str(STATE / "model-server-metrics"),
+        },
+        timeout=180,
+    )
+
+
 def services() -> list[Service]:
     """The stack in start order."""
-    return [mlflow_service()]
+    return [mlflow_service(), model_server_service()]
 
 
 def ensure_champion() -> None:
@@ -187,6 +203,7 @@ def up() -> None:
     print(f"""
 Ready.
   MLflow UI and registry:  {TRACKING_URI}   (runs, plots, models:/{MODEL_NAME}@champion)
+  Model server (direct):   http://127.0.0.1:8080   (follows @champion; GET /model)
   Logs:                    .local/logs/
   Stop with:               make down""")
 
