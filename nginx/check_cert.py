@@ -81,9 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"names:        {', '.join(names) or '(no subjectAltName)'}")
     print(f"chain sent:   {len(certs)} certificate(s)")
     print(f"chain valid:  {'yes' if chain_ok else 'NO: ' + verdict}")
-    print(
-        f"host name:    {'matches ' + servername if hostname_ok else 'NOT verified for ' + servername}"
-    )
+    host_text = f"matches {servername}" if hostname_ok else f"NOT verified for {servername}"
+    print(f"host name:    {host_text}")
     print(f"expires:      {leaf.not_valid_after_utc:%Y-%m-%d} ({days_left} days left)")
     if "verify the first certificate" in verdict or "local issuer" in verdict:
         print(
