@@ -30,7 +30,7 @@ NUMBER_PATTERN = r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?"
 INTEGER_PATTERN = r"[+-]?[0-9]+"
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 # Words a PL/SQL record field may not be called; the generator appends "_" to such names.
-_RESERVED = frozenset(
+_RESERVED_WORDS = (
     "access add all alter and any as asc begin between by char check cluster column comment "
     "compress connect create current date decimal default delete desc distinct drop else end "
     "exclusive exists file float for from grant group having identified immediate in increment "
@@ -38,9 +38,9 @@ _RESERVED = frozenset(
     "modify noaudit nocompress not nowait null number of offline on online option or order "
     "pctfree prior public raw rename resource revoke row rowid rownum rows select session set "
     "share size smallint start successful synonym sysdate table then to trigger type uid union "
-    "unique update user validate values varchar varchar2 view whenever where with".split()
+    "unique update user validate values varchar varchar2 view whenever where with"
 )
-MAX_IDENTIFIER = 100
+_RESERVED = frozenset(_RESERVED_WORDS.split())
 
 
 class BodyError(ValueError):
@@ -67,7 +67,7 @@ class Column:
 
     @property
     def nullable(self) -> bool:
-        """Doubles take null as "missing"; other types only when the signature marks them optional."""
+        """Doubles take null as "missing"; other types only where the signature says optional."""
         return self.type in NUMBER_TYPES or not self.required
 
     def item(self, page: int) -> str:
@@ -127,7 +127,9 @@ def value_json(column: Column, raw: str | None, item: str) -> str:
 def record_json(columns: Sequence[Column], items: Mapping[str, str | None], page: int = 1) -> str:
     """One ``dataframe_records`` object from page-item strings keyed by column name."""
     fields = [
-        f"{json_string(column.name)}:{value_json(column, items.get(column.name), column.item(page))}"
+        json_string(column.name)
+        + ":"
+        + value_json(column, items.get(column.name), column.item(page))
         for column in columns
     ]
     return "{" + ",".join(fields) + "}"
@@ -137,4 +139,5 @@ def request_body(
     columns: Sequence[Column], rows: Sequence[Mapping[str, str | None]], page: int = 1
 ) -> str:
     """The body of ``POST /invocations`` for one or many rows, in the dataframe_records form."""
-    return '{"dataframe_records":[' + ",".join(record_json(columns, row, page) for row in rows) + "]}"
+    records = ",".join(record_json(columns, row, page) for row in rows)
+    return '{"dataframe_records":[' + records + "]}"

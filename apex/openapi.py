@@ -22,6 +22,7 @@ ERROR_STATUSES = {
     "504": ("Timeout", "The model did not answer in time."),
 }
 _STRING = {"type": "string"}
+_COLUMNS = {"type": "array", "items": {"$ref": "#/components/schemas/Column"}}
 
 
 def column_schema(column: Column) -> dict:
@@ -60,7 +61,10 @@ def _error_response(name: str, description: str) -> dict:
 
 
 def _errors(*statuses: str) -> dict:
-    return {status: {"$ref": f"#/components/responses/{ERROR_STATUSES[status][0]}"} for status in statuses}
+    return {
+        status: {"$ref": f"#/components/responses/{ERROR_STATUSES[status][0]}"}
+        for status in statuses
+    }
 
 
 def build_openapi(
@@ -255,8 +259,8 @@ def build_openapi(
                         "version": _STRING,
                         "alias": {"type": "string", "nullable": True},
                         "run_id": {"type": "string", "nullable": True},
-                        "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Column"}},
-                        "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Column"}},
+                        "inputs": _COLUMNS,
+                        "outputs": _COLUMNS,
                         "loaded_at": {"type": "string", "nullable": True},
                     },
                 },

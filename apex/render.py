@@ -80,7 +80,9 @@ def load_signature_file(path: Path) -> dict:
     except json.JSONDecodeError as error:
         raise RenderError(f"signature file {path} is not JSON: {error}") from None
     if not isinstance(document, dict) or "inputs" not in document:
-        raise RenderError(f"signature file {path} has no 'inputs'; write one with --write-signature")
+        raise RenderError(
+            f"signature file {path} has no 'inputs'; write one with --write-signature"
+        )
     return {
         "model_name": document.get("model_name"),
         "inputs": _schema_list(document["inputs"]),
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                 signature = load_registry_signature(args.tracking_uri, args.model_name, args.alias)
             if args.write_signature:
                 args.write_signature.write_text(json.dumps(signature, indent=2) + "\n")
-                print(f"apex.render: wrote the signature of {args.model_name} to {args.write_signature}")
+                print(f"apex.render: wrote the signature to {args.write_signature}")
                 return 0
             files = render(signature, args.gateway_url, args.page)
             write_all(files, args.out)
@@ -279,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             from training.registry import CliError
 
             raise CliError(str(error)) from None
-        print(f"apex.render: rendered {len(files)} files for {signature['model_name']} into {args.out}")
+        name = signature["model_name"]
+        print(f"apex.render: rendered {len(files)} files for {name} into {args.out}")
         return 0
 
     return run()
