@@ -67,6 +67,10 @@ keys: venv ## Manage API keys: make keys ARGS="create|rotate NAME", "revoke ID",
 check-cert: venv ## Check a served certificate chain: make check-cert HOST=ml.example.com [PORT=443 CA=file]
 	@$(PY) nginx/check_cert.py $(HOST):$(or $(PORT),443) $(if $(CA),--ca $(CA))
 
+.PHONY: apex
+apex: venv ## Render the APEX kit for the promoted model (ARGS="--gateway-url https://ml.example.com")
+	$(PY) -m apex.render $(ARGS)
+
 .PHONY: ui
 ui: ## Print the MLflow UI address
 	@echo "MLflow UI: $(MLFLOW_TRACKING_URI)"
@@ -82,11 +86,11 @@ promote: venv ## Promote the newest version to @champion if better (ARGS="--vers
 .PHONY: lint
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check training serving tests nginx
+	$(VENV)/bin/ruff format --check training serving tests nginx apex
 
 .PHONY: format
 format: venv ## Format the Python code
-	$(VENV)/bin/ruff format training serving tests nginx
+	$(VENV)/bin/ruff format training serving tests nginx apex
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
