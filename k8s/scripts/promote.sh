@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 version="${1:?usage: $0 <version>}"
 [[ "$version" =~ ^[0-9]+$ ]] || die "version must be a number"
 job="promote-v$version-$(date -u +%Y%m%d%H%M%S)"
-kc create job "$job" --from=cronjob/trainer --dry-run=server -o yaml \
+kc create job "$job" --from=cronjob/trainer --dry-run=client -o yaml \
   | kubectl patch --local -f - --type json -o yaml -p "[{\"op\": \"add\",
       \"path\": \"/spec/template/spec/containers/0/command\",
       \"value\": [\"python\", \"-m\", \"training.promote\", \"--version\", \"$version\"]}]" \
