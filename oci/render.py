@@ -254,9 +254,7 @@ def render(settings: dict[str, str], objects: list[dict], secrets: SecretSource)
             {
                 "displayName": name,
                 "imageUrl": container["image"],
-                "environmentVariables": container_env(
-                    objects, name, container, secrets, settings
-                ),
+                "environmentVariables": container_env(objects, name, container, secrets, settings),
                 "volumeMounts": mounts,
                 "healthChecks": [health_check(name, container)],
                 "resourceConfig": {
