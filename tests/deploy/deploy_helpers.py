@@ -1,9 +1,9 @@
 """Helpers of the deployment checks: the checkers, rendering, and reading rendered objects.
 
 The checkers (checkov, kubernetes-validate, the OCI CLI) live in their own virtualenv,
-.venv-tools (tests/deploy/install_tools.sh), because their pins would downgrade mlflow's
-dependencies in .venv. DEPLOY_TOOLS_BIN points elsewhere if needed. A missing tool fails the
-test with the command that installs it; nothing is skipped silently.
+.local/venv-tools (git-ignored; tests/deploy/install_tools.sh makes it), because their pins
+would downgrade mlflow's dependencies in .venv. DEPLOY_TOOLS_BIN points elsewhere if needed.
+A missing tool fails the test with the command that installs it; nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ INSTALL_HINT = "run `bash tests/deploy/install_tools.sh` (the project's install 
 
 
 def tool(name: str) -> str:
-    """Path of a checker from .venv-tools (or DEPLOY_TOOLS_BIN); fails with how to install."""
-    folder = Path(os.environ.get("DEPLOY_TOOLS_BIN", REPO / ".venv-tools" / "bin"))
+    """Path of a checker from .local/venv-tools (or DEPLOY_TOOLS_BIN); fails with how to install."""
+    folder = Path(os.environ.get("DEPLOY_TOOLS_BIN", REPO / ".local" / "venv-tools" / "bin"))
     path = folder / name
     if not path.exists():
         pytest.fail(f"{name} is not installed in {folder}: {INSTALL_HINT}")

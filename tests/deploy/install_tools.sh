@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Create or update the deployment checkers' virtualenv (default .venv-tools) from
+# Create or update the deployment checkers' virtualenv (default .local/venv-tools) from
 # tests/deploy/requirements-tools.txt; a stamp skips the work when nothing changed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
-venv="${1:-$repo/.venv-tools}"
+venv="${1:-$repo/.local/venv-tools}"
 requirements="$repo/tests/deploy/requirements-tools.txt"
 stamp="$venv/.installed"
 if [ -f "$stamp" ] && [ "$stamp" -nt "$requirements" ]; then exit 0; fi

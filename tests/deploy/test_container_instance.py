@@ -8,6 +8,7 @@ import base64
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from deploy_helpers import REPO, container_env, find, tool
@@ -103,8 +104,7 @@ print(json.dumps({
 
 
 def test_request_values_are_sdk_enums(request_body):
-    python = str(REPO / ".venv-tools" / "bin" / "python")
-    tool("oci")  # fails with the install hint when the tools venv is missing
+    python = str(Path(tool("oci")).parent / "python")
     result = subprocess.run([python, "-c", SDK_ENUMS], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     enums = json.loads(result.stdout)

@@ -59,7 +59,7 @@ def test_checkov_no_failed_check(rendered, name, tmp_path):
 
 
 def dockerfiles() -> list:
-    ignored = {".venv", ".venv-tools", ".git", "node_modules", ".local"}
+    ignored = {".venv", ".git", "node_modules", ".local"}
     return sorted(
         path for path in REPO.rglob("*Dockerfile*")
         if path.is_file() and not ignored & set(path.relative_to(REPO).parts)
