@@ -93,8 +93,26 @@ format: venv ## Format the Python code
 	$(VENV)/bin/ruff format training serving tests nginx apex
 	$(VENV)/bin/ruff check --fix .
 
+TOOLS_VENV := .local/venv-tools
+
+.PHONY: deploy-tools
+deploy-tools: ## Install the deployment checkers (checkov, kubernetes-validate, OCI CLI) in .local/venv-tools
+	@bash tests/deploy/install_tools.sh $(TOOLS_VENV)
+
+.PHONY: k8s-render
+k8s-render: ## Print the rendered Kubernetes manifests (OVERLAY=oke|dev)
+	kubectl kustomize k8s/overlays/$(or $(OVERLAY),oke)
+
+.PHONY: oci-render
+oci-render: venv ## Print the OCI Container Instance request (secrets as placeholders)
+	$(PY) oci/render.py --settings oci/instance.env.example --placeholders
+
+.PHONY: test-deploy
+test-deploy: venv deploy-tools ## Render and check k8s/ and oci/ offline
+	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
+
 .PHONY: test
-test: system-deps venv ## Run the whole test suite (unit, integration against real processes)
+test: system-deps venv deploy-tools ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
