@@ -255,6 +255,8 @@ class Supervisor:
         self.start_gunicorn()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
+        # SIGHUP to the supervisor (e.g. `kill -HUP 1` in a container) reloads the workers.
+        signal.signal(signal.SIGHUP, lambda signum, frame: self.gunicorn.send_signal(signum))
         if self.settings.alias:
             threading.Thread(target=self.follow, name="alias-follower", daemon=True).start()
         code = self.gunicorn.wait()
