@@ -1,0 +1,19 @@
+# CI stand-in for postgres:15.x-bookworm from Debian's postgresql-15, with an entry point that
+# honours the same variables the upstream image's does (POSTGRES_USER, POSTGRES_PASSWORD or
+# POSTGRES_PASSWORD_FILE, POSTGRES_DB, PGDATA) for what the compose stack uses of them.
+FROM localhost/debian-base:bookworm
+# Versions come from the bookworm release the base was bootstrapped from (CI-only image).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-15 \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data \
+ && install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+ENV PATH=/usr/lib/postgresql/15/bin:$PATH PGDATA=/var/lib/postgresql/data
+COPY postgres-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+# Debian assigns the postgres uid at install time; the name is what is stable.
+# hadolint ignore=DL3066
+USER postgres
+EXPOSE 5432
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["postgres"]
