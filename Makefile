@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian/Ubuntu packages the native stack and the tests use.
-APT_PACKAGES := nginx-light openssl wrk curl ca-certificates
+APT_PACKAGES := nginx-light gettext-base openssl wrk curl ca-certificates
 PYTEST_ARGS ?=
 
 export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
@@ -55,6 +55,18 @@ down: ## Stop the native stack
 status: venv ## Show which services of the native stack are healthy
 	@$(PY) -m serving.localstack status
 
+.PHONY: certs
+certs: ## Create the development CA and server certificate in .local/tls (TLS_HOSTNAME=... adds a SAN)
+	@sh nginx/certs.sh .local/tls
+
+.PHONY: keys
+keys: venv ## Manage API keys: make keys ARGS="create|rotate NAME", "revoke ID", "list"
+	@$(PY) nginx/keys.py $(or $(ARGS),list)
+
+.PHONY: check-cert
+check-cert: venv ## Check a served certificate chain: make check-cert HOST=ml.example.com [PORT=443 CA=file]
+	@$(PY) nginx/check_cert.py $(HOST):$(or $(PORT),443) $(if $(CA),--ca $(CA))
+
 .PHONY: ui
 ui: ## Print the MLflow UI address
 	@echo "MLflow UI: $(MLFLOW_TRACKING_URI)"
@@ -70,11 +82,11 @@ promote: venv ## Promote the newest version to @champion if better (ARGS="--vers
 .PHONY: lint
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check training serving tests
+	$(VENV)/bin/ruff format --check training serving tests nginx
 
 .PHONY: format
 format: venv ## Format the Python code
-	$(VENV)/bin/ruff format training serving tests
+	$(VENV)/bin/ruff format training serving tests nginx
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test

@@ -157,9 +157,83 @@ def model_server_service() -> Service:
     )
 
 
+GATEWAY_PORT = int(os.environ.get("GATEWAY_HTTPS_PORT", "8443"))
+TLS_DIR = STATE / "tls"
+SECRETS = STATE / "secrets"
+GATEWAY_DIR = STATE / "nginx"
+
+
+def gateway_env() -> dict[str, str]:
+    return {
+        "GATEWAY_RUNTIME_DIR": str(GATEWAY_DIR),
+        "GATEWAY_HTTPS_PORT": str(GATEWAY_PORT),
+        "GATEWAY_HTTP_PORT": os.environ.get("GATEWAY_HTTP_PORT", "8000"),
+        "MODEL_SERVER_ADDR": f"127.0.0.1:{os.environ.get('SERVING_PORT', '8080')}",
+        "TLS_CERT_FILE": str(TLS_DIR / "server.crt"),
+        "TLS_KEY_FILE": str(TLS_DIR / "server.key"),
+        "API_KEYS_FILE": str(SECRETS / "api-keys.map"),
+        "GATEWAY_ACCESS_LOG": str(LOGS / "gateway-access.log"),
+        "GATEWAY_ERROR_LOG": str(LOGS / "gateway-error.log"),
+    }
+
+
+def gateway_service() -> Service:
+    return Service(
+        name="gateway",
+        command=[
+            "nginx",
+            "-p",
+            str(GATEWAY_DIR),
+            "-c",
+            str(GATEWAY_DIR / "nginx.conf"),
+            "-e",
+            "stderr",
+            "-g",
+            "daemon off;",
+        ],
+        health_url=f"https://localhost:{GATEWAY_PORT}/healthz",
+        verify=str(TLS_DIR / "ca.crt"),
+    )
+
+
+def prepare_gateway() -> None:
+    """Certificates, a first API key and the rendered nginx configuration."""
+    env = {**os.environ, **gateway_env()}
+
+    def run(*command: str) -> None:
+        subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+    run("sh", "nginx/certs.sh", str(TLS_DIR))
+    if not (SECRETS / "api-key").exists():
+        run(
+            PYTHON,
+            "nginx/keys.py",
+            "--no-reload",
+            "create",
+            "local-dev",
+            "--key-file",
+            str(SECRETS / "api-key"),
+        )
+    run("sh", "nginx/render.sh")
+
+
+def write_stack_env() -> Path:
+    """`.local/stack.env`: what a shell, a test or a benchmark needs to call the stack."""
+    path = STATE / "stack.env"
+    path.write_text(
+        "# Written by make up; source it: . .local/stack.env\n"
+        f"export GATEWAY_URL=https://localhost:{GATEWAY_PORT}\n"
+        f"export CA_CERT={TLS_DIR / 'ca.crt'}\n"
+        f"export API_KEY_FILE={SECRETS / 'api-key'}\n"
+        f"export MLFLOW_TRACKING_URI={TRACKING_URI}\n"
+        f"export MODEL_NAME={MODEL_NAME}\n"
+    )
+    return path
+
+
 def services() -> list[Service]:
     """The stack in start order."""
-    return [mlflow_service(), model_server_service()]
+    return [mlflow_service(), model_server_service(), gateway_service()]
 
 
 def ensure_champion() -> None:
@@ -197,15 +271,25 @@ def up() -> None:
     STATE.mkdir(exist_ok=True)
     print("Starting the native stack:")
     for service in services():
+        if service.name == "gateway":
+            prepare_gateway()
         service.start()
         if service.name == "mlflow":
             ensure_champion()
+    write_stack_env()
     print(f"""
 Ready.
+  Gateway (the API):       https://localhost:{GATEWAY_PORT}   (POST /invocations, GET /model)
   MLflow UI and registry:  {TRACKING_URI}   (runs, plots, models:/{MODEL_NAME}@champion)
-  Model server (direct):   http://127.0.0.1:8080   (follows @champion; GET /model)
+  Model server (direct):   http://127.0.0.1:8080   (follows @champion; not for clients)
+  Settings for shells:     .local/stack.env   (GATEWAY_URL, CA_CERT, API_KEY_FILE, ...)
   Logs:                    .local/logs/
-  Stop with:               make down""")
+  Stop with:               make down
+
+Try it:
+  . .local/stack.env && curl --cacert "$CA_CERT" -H "X-API-Key: $(cat "$API_KEY_FILE")" \\
+    -H "Content-Type: application/json" -d @tests/testdata/predict-one.json \\
+    "$GATEWAY_URL/invocations" """)
 
 
 def down() -> None:

@@ -214,3 +214,107 @@ class ModelServer:
         return "\n".join(
             p.read_text(errors="replace") for p in sorted(self.workdir.glob("model-server-*.log"))
         )
+
+
+def tcp_open(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    return check
+
+
+def make_certs(directory: Path) -> Path:
+    """A development CA and server certificate from the project's own script."""
+    subprocess.run(
+        ["sh", str(ROOT / "nginx" / "certs.sh"), str(directory)], check=True, capture_output=True
+    )
+    return directory
+
+
+def keys_cli(keys_file: Path, runtime_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The project's key management CLI (`make keys`)."""
+    return subprocess.run(
+        [
+            PYTHON,
+            str(ROOT / "nginx" / "keys.py"),
+            "--file",
+            str(keys_file),
+            "--runtime-dir",
+            str(runtime_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+class Gateway:
+    """Real nginx with the project's configuration, rendered by nginx/render.sh."""
+
+    def __init__(
+        self, workdir: Path, tls_dir: Path, keys_file: Path, model_server_addr: str, **env: str
+    ):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.runtime = workdir / "nginx"
+        self.https_port, self.http_port = free_port(), free_port()
+        self.url = f"https://localhost:{self.https_port}"
+        self.ca_cert = str(tls_dir / "ca.crt")
+        self.keys_file = keys_file
+        self.env = {
+            "GATEWAY_RUNTIME_DIR": str(self.runtime),
+            "GATEWAY_HTTPS_PORT": str(self.https_port),
+            "GATEWAY_HTTP_PORT": str(self.http_port),
+            "MODEL_SERVER_ADDR": model_server_addr,
+            "TLS_CERT_FILE": str(tls_dir / "server.crt"),
+            "TLS_KEY_FILE": str(tls_dir / "server.key"),
+            "API_KEYS_FILE": str(keys_file),
+            "GATEWAY_ACCESS_LOG": str(workdir / "access.log"),
+            "GATEWAY_ERROR_LOG": str(workdir / "error.log"),
+            **env,
+        }
+        self.process: Process | None = None
+
+    def render(self) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["sh", str(ROOT / "nginx" / "render.sh")],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
+        )
+
+    def start(self) -> Gateway:
+        rendered = self.render()
+        assert rendered.returncode == 0, rendered.stderr
+        self.process = Process(
+            [
+                "nginx",
+                "-p",
+                str(self.runtime),
+                "-c",
+                str(self.runtime / "nginx.conf"),
+                "-e",
+                "stderr",
+                "-g",
+                "daemon off;",
+            ],
+            log=self.workdir / "nginx.log",
+        )
+        wait_until(
+            tcp_open(self.https_port), 30, "gateway listening", self.process.popen, self.process.log
+        )
+        return self
+
+    def keys(self, *args: str) -> subprocess.CompletedProcess:
+        """Change keys with the project's CLI, which reloads this nginx gracefully."""
+        return keys_cli(self.keys_file, self.runtime, *args)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.workdir.glob("*.log"))

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import psycopg
 import pytest
 from mlflow import MlflowClient
-from support import MlflowServer, run_cli
+from support import (
+    Gateway,
+    MlflowServer,
+    ModelServer,
+    http_ok,
+    keys_cli,
+    make_certs,
+    run_cli,
+    wait_until,
+)
 
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -81,3 +91,51 @@ def trained_registry(tmp_path_factory):
     registry.set_champion("1")
     yield registry
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_dir(tmp_path_factory):
+    """The development CA and server certificate, made by nginx/certs.sh."""
+    return make_certs(tmp_path_factory.mktemp("tls"))
+
+
+@dataclass
+class GatewayStack:
+    """mlflow server + model server + nginx gateway, as APEX and the tests see them."""
+
+    url: str
+    ca_cert: str
+    api_key: str
+    model_uri: str
+    tracking_uri: str
+    gateway: Gateway
+    model_server: ModelServer
+    registry: TrainedRegistry
+
+
+@pytest.fixture(scope="module")
+def gateway_stack(trained_registry, tls_dir, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("stack")
+    model_server = ModelServer(
+        workdir / "model-server", trained_registry.uri, "models:/credit-risk@champion"
+    ).start()
+    keys_file = workdir / "secrets" / "api-keys.map"
+    api_key = keys_cli(
+        keys_file, workdir / "gateway" / "nginx", "--no-reload", "create", "apex-test"
+    ).stdout.strip()
+    gateway = Gateway(
+        workdir / "gateway", tls_dir, keys_file, f"127.0.0.1:{model_server.port}"
+    ).start()
+    wait_until(http_ok(f"{gateway.url}/healthz", verify=gateway.ca_cert), 30, "gateway healthy")
+    yield GatewayStack(
+        url=gateway.url,
+        ca_cert=gateway.ca_cert,
+        api_key=api_key,
+        model_uri="models:/credit-risk/1",
+        tracking_uri=trained_registry.uri,
+        gateway=gateway,
+        model_server=model_server,
+        registry=trained_registry,
+    )
+    gateway.stop()
+    model_server.stop()

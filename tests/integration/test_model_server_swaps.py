@@ -57,10 +57,15 @@ class LoadClient:
         while not self.stop.is_set():
             started = time.monotonic()
             try:
-                response = session.post(f"{self.url}/invocations", data=payload, timeout=30,
-                                        headers={"Content-Type": "application/json"})
-                self.results.append((started, response.status_code,
-                                     response.headers.get("X-Model-Version")))
+                response = session.post(
+                    f"{self.url}/invocations",
+                    data=payload,
+                    timeout=30,
+                    headers={"Content-Type": "application/json"},
+                )
+                self.results.append(
+                    (started, response.status_code, response.headers.get("X-Model-Version"))
+                )
                 if response.status_code != 200:
                     self.failures.append((started, response.status_code, response.text[:200]))
             except requests.RequestException as error:
@@ -94,9 +99,13 @@ def register_broken(registry, tmp_path: Path, name: str = MODEL, **config) -> st
     code.write_text(BROKEN_MODEL_CODE)
     with mlflow.start_run():
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(code), model_config=config,
-            signature=champion.metadata.signature, input_example=champion.input_example,
-            registered_model_name=name, pip_requirements=["mlflow"],
+            name="model",
+            python_model=str(code),
+            model_config=config,
+            signature=champion.metadata.signature,
+            input_example=champion.input_example,
+            registered_model_name=name,
+            pip_requirements=["mlflow"],
         )
     return str(info.registered_model_version)
 
@@ -115,8 +124,13 @@ def remove_model_files(registry, version: str) -> None:
 @pytest.fixture
 def follower(trained_registry, tmp_path):
     trained_registry.set_champion("1")
-    server = ModelServer(tmp_path / "follower", trained_registry.uri, f"models:/{MODEL}@champion",
-                         workers=2, poll_interval=1).start()
+    server = ModelServer(
+        tmp_path / "follower",
+        trained_registry.uri,
+        f"models:/{MODEL}@champion",
+        workers=2,
+        poll_interval=1,
+    ).start()
     yield server
     server.stop()
 
@@ -131,9 +145,12 @@ def test_alias_move_swaps_without_a_failed_request(trained_registry, follower):
         moved_at = time.monotonic()
         trained_registry.set_champion("2")
         # Done when the last two seconds of responses all carry the new version.
-        wait_until(lambda: time.monotonic() - moved_at > 2
-                   and client.versions_since(time.monotonic() - 2) == {"2"}, 40,
-                   "all responses from version 2")
+        wait_until(
+            lambda: time.monotonic() - moved_at > 2
+            and client.versions_since(time.monotonic() - 2) == {"2"},
+            40,
+            "all responses from version 2",
+        )
         time.sleep(1)  # a little traffic after the swap completed
     assert client.failures == [], client.failures[:5]
     assert client.rate() >= 20, f"the client only reached {client.rate():.1f} requests/s"
@@ -144,16 +161,18 @@ def test_alias_move_swaps_without_a_failed_request(trained_registry, follower):
     assert info["swaps"]["completed"] == 1
 
 
-def test_broken_candidates_never_replace_the_served_version(trained_registry, follower,
-                                                             tmp_path):
+def test_broken_candidates_never_replace_the_served_version(trained_registry, follower, tmp_path):
     broken = register_broken(trained_registry, tmp_path)
     corrupted = trained_registry.train()
     remove_model_files(trained_registry, corrupted)
     with LoadClient(follower.url) as client:
         for version in (broken, corrupted):
             trained_registry.set_champion(version)
-            wait_until(lambda v=version: _last_failure(follower) == v, 60,
-                       f"failed swap to version {version} reported")
+            wait_until(
+                lambda v=version: _last_failure(follower) == v,
+                60,
+                f"failed swap to version {version} reported",
+            )
         time.sleep(1)
     assert client.failures == [], client.failures[:5]
     assert client.versions_since(0) == {"1"}
@@ -161,8 +180,10 @@ def test_broken_candidates_never_replace_the_served_version(trained_registry, fo
     assert info["version"] == "1" and info["swaps"]["failed"] >= 2
     assert info["swaps"]["last_failure"]["reason"]
     metrics = requests.get(f"{follower.url}/metrics", timeout=5).text
-    assert any(line.startswith("model_server_swap_failures_total ")
-               and float(line.split()[1]) >= 2 for line in metrics.splitlines())
+    assert any(
+        line.startswith("model_server_swap_failures_total ") and float(line.split()[1]) >= 2
+        for line in metrics.splitlines()
+    )
     # The server is still able to follow a good version afterwards.
     trained_registry.set_champion("2")
     wait_until(lambda: current_version(follower) == "2", 40, "swap to version 2")
@@ -175,8 +196,9 @@ def _last_failure(server: ModelServer) -> str | None:
 
 def test_pinned_uri_does_not_follow(trained_registry, tmp_path):
     trained_registry.set_champion("1")
-    server = ModelServer(tmp_path / "pinned", trained_registry.uri, f"models:/{MODEL}/2",
-                         poll_interval=1).start()
+    server = ModelServer(
+        tmp_path / "pinned", trained_registry.uri, f"models:/{MODEL}/2", poll_interval=1
+    ).start()
     try:
         trained_registry.set_champion("1")
         time.sleep(3)  # three poll intervals in which a follower would have moved
@@ -188,12 +210,14 @@ def test_pinned_uri_does_not_follow(trained_registry, tmp_path):
 
 def test_exception_inside_the_model_is_a_safe_500(trained_registry, tmp_path):
     version = register_broken(trained_registry, tmp_path, name="fragile", only_negative=True)
-    server = ModelServer(tmp_path / "fragile", trained_registry.uri, f"models:/fragile/{version}",
-                         workers=1).start()
+    server = ModelServer(
+        tmp_path / "fragile", trained_registry.uri, f"models:/fragile/{version}", workers=1
+    ).start()
     try:
         row = {**ROW, "annual_income": -1.0}
-        response = requests.post(f"{server.url}/invocations", timeout=10,
-                                 json={"dataframe_records": [row]})
+        response = requests.post(
+            f"{server.url}/invocations", timeout=10, json={"dataframe_records": [row]}
+        )
         assert response.status_code == 500
         assert response.json()["error"]["code"] == "model_error"
         assert "secret internals" not in response.text and "Traceback" not in response.text
@@ -207,18 +231,23 @@ def test_exception_inside_the_model_is_a_safe_500(trained_registry, tmp_path):
 def test_registry_outage_and_restart_from_cache(tmp_path):
     mlflow_server = MlflowServer(tmp_path / "mlflow").start()
     for module in ("training.train", "training.promote"):
-        out = run_cli(module, *(["--rows", "6000"] if module == "training.train" else []),
-                      tracking_uri=mlflow_server.uri)
+        out = run_cli(
+            module,
+            *(["--rows", "6000"] if module == "training.train" else []),
+            tracking_uri=mlflow_server.uri,
+        )
         assert out.returncode == 0, out.stderr
-    server = ModelServer(tmp_path / "server", mlflow_server.uri, f"models:/{MODEL}@champion",
-                         poll_interval=1).start()
+    server = ModelServer(
+        tmp_path / "server", mlflow_server.uri, f"models:/{MODEL}@champion", poll_interval=1
+    ).start()
     try:
         with LoadClient(server.url) as client:
             wait_until(lambda: len(client.results) > 20, 30, "traffic flowing")
             mlflow_server.stop()
             stopped_at = time.monotonic()
-            wait_until(lambda: time.monotonic() - stopped_at > 4, 10, "polls against a dead "
-                       "registry")
+            wait_until(
+                lambda: time.monotonic() - stopped_at > 4, 10, "polls against a dead registry"
+            )
         assert client.failures == [] and client.versions_since(stopped_at) == {"1"}
 
         server.stop()
@@ -226,8 +255,9 @@ def test_registry_outage_and_restart_from_cache(tmp_path):
         info = requests.get(f"{server.url}/model", timeout=5).json()
         assert info["source"] == "cache" and info["version"] == "1"
         assert info["cache_reason"]
-        response = requests.post(f"{server.url}/invocations", timeout=10,
-                                 json={"dataframe_records": [ROW]})
+        response = requests.post(
+            f"{server.url}/invocations", timeout=10, json={"dataframe_records": [ROW]}
+        )
         assert response.status_code == 200 and response.headers["X-Model-Version"] == "1"
     finally:
         server.stop()

@@ -1,0 +1,80 @@
+#!/bin/sh
+# Render the gateway configuration into $GATEWAY_RUNTIME_DIR and check it with `nginx -t`.
+#
+#   GATEWAY_RUNTIME_DIR=/tmp/nginx TLS_CERT_FILE=... TLS_KEY_FILE=... API_KEYS_FILE=... nginx/render.sh
+#
+# Every file under nginx/ (nginx.conf, conf.d/, snippets/) goes through envsubst with exactly
+# the variables below, so nginx's own $variables are left alone. The native stack, the
+# container image and Kubernetes all run this script; only the environment differs.
+set -eu
+
+conf_dir=$(cd "$(dirname "$0")" && pwd)
+: "${GATEWAY_RUNTIME_DIR:?set GATEWAY_RUNTIME_DIR to a writable directory}"
+: "${TLS_CERT_FILE:?set TLS_CERT_FILE to the certificate (full chain) file; make certs creates one}"
+: "${TLS_KEY_FILE:?set TLS_KEY_FILE to the private key file}"
+: "${API_KEYS_FILE:?set API_KEYS_FILE to the API keys file; make keys creates one}"
+# nginx resolves relative paths against its prefix, not the caller's directory.
+mkdir -p "$GATEWAY_RUNTIME_DIR"
+GATEWAY_RUNTIME_DIR=$(realpath "$GATEWAY_RUNTIME_DIR")
+TLS_CERT_FILE=$(realpath -m "$TLS_CERT_FILE")
+TLS_KEY_FILE=$(realpath -m "$TLS_KEY_FILE")
+API_KEYS_FILE=$(realpath -m "$API_KEYS_FILE")
+export GATEWAY_HTTPS_PORT="${GATEWAY_HTTPS_PORT:-8443}"
+export GATEWAY_HTTP_PORT="${GATEWAY_HTTP_PORT:-8080}"
+export GATEWAY_SERVER_NAME="${GATEWAY_SERVER_NAME:-localhost 127.0.0.1}"
+export GATEWAY_PUBLIC_HTTPS_PORT="${GATEWAY_PUBLIC_HTTPS_PORT:-$GATEWAY_HTTPS_PORT}"
+export MODEL_SERVER_ADDR="${MODEL_SERVER_ADDR:-127.0.0.1:8080}"
+export GATEWAY_MAX_BODY_SIZE="${GATEWAY_MAX_BODY_SIZE:-8m}"
+export GATEWAY_UPSTREAM_TIMEOUT="${GATEWAY_UPSTREAM_TIMEOUT:-35s}"
+export GATEWAY_RATE_PER_KEY="${GATEWAY_RATE_PER_KEY:-100r/s}"
+export GATEWAY_BURST_PER_KEY="${GATEWAY_BURST_PER_KEY:-200}"
+export GATEWAY_RATE_PER_ADDRESS="${GATEWAY_RATE_PER_ADDRESS:-200r/s}"
+export GATEWAY_BURST_PER_ADDRESS="${GATEWAY_BURST_PER_ADDRESS:-400}"
+export GATEWAY_STATIC_DIR="$(realpath -m "${GATEWAY_STATIC_DIR:-$conf_dir/../apex/generated}")"
+export GATEWAY_ACCESS_LOG="${GATEWAY_ACCESS_LOG:-$GATEWAY_RUNTIME_DIR/access.log}"
+export GATEWAY_ERROR_LOG="${GATEWAY_ERROR_LOG:-$GATEWAY_RUNTIME_DIR/error.log}"
+export GATEWAY_MLFLOW_PORT="${GATEWAY_MLFLOW_PORT:-8444}"
+export MLFLOW_UPSTREAM="${MLFLOW_UPSTREAM:-}"
+export GATEWAY_RUNTIME_DIR TLS_CERT_FILE TLS_KEY_FILE API_KEYS_FILE
+# 443 is implied by https://; any other public port must appear in redirects.
+if [ "$GATEWAY_PUBLIC_HTTPS_PORT" = 443 ]; then
+  export GATEWAY_PUBLIC_HTTPS_SUFFIX=""
+else
+  export GATEWAY_PUBLIC_HTTPS_SUFFIX=":$GATEWAY_PUBLIC_HTTPS_PORT"
+fi
+
+variables='${GATEWAY_RUNTIME_DIR} ${GATEWAY_HTTPS_PORT} ${GATEWAY_HTTP_PORT}
+${GATEWAY_SERVER_NAME} ${GATEWAY_PUBLIC_HTTPS_SUFFIX} ${MODEL_SERVER_ADDR} ${TLS_CERT_FILE}
+${TLS_KEY_FILE} ${API_KEYS_FILE} ${GATEWAY_MAX_BODY_SIZE} ${GATEWAY_UPSTREAM_TIMEOUT}
+${GATEWAY_RATE_PER_KEY} ${GATEWAY_BURST_PER_KEY} ${GATEWAY_RATE_PER_ADDRESS}
+${GATEWAY_BURST_PER_ADDRESS} ${GATEWAY_STATIC_DIR} ${GATEWAY_ACCESS_LOG} ${GATEWAY_ERROR_LOG}
+${GATEWAY_MLFLOW_PORT} ${MLFLOW_UPSTREAM}'
+
+# Render into a fresh directory and swap it in, so a running nginx never sees half a config.
+staging="$GATEWAY_RUNTIME_DIR/.render.$$"
+rm -rf "$staging"
+mkdir -p "$staging/conf.d" "$staging/snippets" "$GATEWAY_RUNTIME_DIR"
+cd "$conf_dir"
+for file in nginx.conf conf.d/*.conf snippets/*.conf; do
+  case "$file" in
+    conf.d/mlflow-ui.conf) [ -n "$MLFLOW_UPSTREAM" ] || continue ;;
+  esac
+  envsubst "$variables" < "$conf_dir/$file" > "$staging/$file"
+done
+for part in nginx.conf conf.d snippets; do
+  rm -rf "${GATEWAY_RUNTIME_DIR:?}/$part"
+  mv "$staging/$part" "$GATEWAY_RUNTIME_DIR/$part"
+done
+rmdir "$staging"
+for temp in client_body proxy fastcgi uwsgi scgi; do
+  mkdir -p "$GATEWAY_RUNTIME_DIR/$temp"
+done
+# Run as root (the native stack on a CI machine), nginx's workers drop to "nobody", which must
+# be able to write the temp directories.
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+  for temp in client_body proxy fastcgi uwsgi scgi; do
+    chown nobody "$GATEWAY_RUNTIME_DIR/$temp"
+  done
+fi
+
+nginx -q -t -p "$GATEWAY_RUNTIME_DIR" -c "$GATEWAY_RUNTIME_DIR/nginx.conf" -e stderr

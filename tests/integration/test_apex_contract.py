@@ -1,0 +1,215 @@
+"""Contract: the request credit_risk_api and the REST Data Source send, through the real gateway.
+
+The body is built from page-item strings by apex/body.py, the rules the generated PL/SQL
+package follows character for character; the headers are the ones the package sets (the
+Web Credential adds X-API-Key). The answer is read with the JSON paths the scripts use
+(``$.predictions[i].probability`` / ``.label`` and the ``X-Model-Version`` header) and compared
+with the model loaded straight from the registry. TLS is verified against the dev CA.
+
+Needs the ``gateway_stack`` fixture (nginx + model server on 127.0.0.1) from
+tests/integration/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from apex.body import BodyError, Column, request_body
+from apex.render import load_signature_file
+
+ROOT = Path(__file__).resolve().parents[2]
+SIGNATURE = load_signature_file(ROOT / "apex" / "default-signature.json")
+COLUMNS = [Column(s["name"], s["type"], s.get("required", True)) for s in SIGNATURE["inputs"]]
+# What credit_risk_api.invoke sets with apex_web_service.set_request_headers.
+PACKAGE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+# Page items as APEX holds them: text, empty for "not given".
+APPLICANTS = [
+    {
+        "annual_income": "72000",
+        "loan_amount": "15000.50",
+        "employment_length_years": "",
+        "debt_to_income": "18.5",
+        "num_delinquencies": "0",
+        "credit_history_years": "7",
+        "revolving_utilization": "0.42",
+        "num_open_accounts": "9",
+        "term": "36 months",
+        "home_ownership": "RENT",
+        "loan_purpose": "debt_consolidation",
+    },
+    {
+        "annual_income": "+031000",
+        "loan_amount": "28000",
+        "employment_length_years": "0",
+        "debt_to_income": "41.25",
+        "num_delinquencies": "3",
+        "credit_history_years": "1.5",
+        "revolving_utilization": "0.97",
+        "num_open_accounts": "",
+        "term": "60 months",
+        "home_ownership": "OTHER",
+        "loan_purpose": 'small "business" C:\\shop',
+    },
+    {
+        "annual_income": "1.2e5",
+        "loan_amount": "5000",
+        "employment_length_years": "12",
+        "debt_to_income": "  ",
+        "num_delinquencies": "0",
+        "credit_history_years": "22",
+        "revolving_utilization": "",
+        "num_open_accounts": "14",
+        "term": "36 months",
+        "home_ownership": "OWN",
+        "loan_purpose": "Zürich café – 日本 😀",
+    },
+]
+
+
+def json_path(document, path: str):
+    """Evaluate the simple ``$.a[0].b`` paths that json_value and JSON_OBJECT_T use."""
+    value = document
+    for name, index in re.findall(r"\.([A-Za-z_][\w-]*)|\[(\d+)\]", path.removeprefix("$")):
+        value = value[name] if name else value[int(index)]
+    return value
+
+
+def post(stack, body: str, key: str | None = "valid", **headers) -> requests.Response:
+    sent = dict(PACKAGE_HEADERS)
+    if key == "valid":
+        sent["X-API-Key"] = stack.api_key
+    elif key is not None:
+        sent["X-API-Key"] = key
+    sent.update(headers)
+    return requests.post(
+        f"{stack.url}/invocations",
+        data=body.encode("ascii"),  # the package's bodies are pure ASCII by construction
+        headers=sent,
+        verify=stack.ca_cert,
+        timeout=60,
+    )
+
+
+def model_predictions(stack, body: str) -> pd.DataFrame:
+    import mlflow
+
+    mlflow.set_tracking_uri(stack.tracking_uri)
+    model = mlflow.pyfunc.load_model(stack.model_uri)
+    frame = pd.DataFrame(json.loads(body)["dataframe_records"])
+    for column in COLUMNS:
+        if column.type == "double":
+            frame[column.name] = frame[column.name].astype("float64")
+    return model.predict(frame)
+
+
+def assert_error_shape(response: requests.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    document = response.json()
+    assert re.fullmatch(r"[a-z][a-z0-9_]*", json_path(document, "$.error.code"))
+    assert json_path(document, "$.error.message")
+    assert document["request_id"]
+    return document
+
+
+def test_many_rows_in_one_call_match_the_model(gateway_stack):
+    body = request_body(COLUMNS, APPLICANTS)
+    response = post(gateway_stack, body)
+    assert response.status_code == 200, response.text
+    document = response.json()
+    expected = model_predictions(gateway_stack, body)
+    assert len(document["predictions"]) == len(APPLICANTS)
+    for index in range(len(APPLICANTS)):
+        probability = json_path(document, f"$.predictions[{index}].probability")
+        label = json_path(document, f"$.predictions[{index}].label")
+        assert probability == pytest.approx(expected["probability"][index], abs=1e-6)
+        assert label == int(expected["label"][index])
+    version = response.headers["X-Model-Version"]
+    assert version.isdigit()
+    pinned = re.fullmatch(r"models:/[^/@]+/(\d+)", gateway_stack.model_uri)
+    if pinned:
+        assert version == pinned.group(1)
+    assert response.headers["X-Model-Name"]
+    assert response.headers["X-Request-ID"]
+
+
+def test_one_applicant_is_the_rest_source_payload(gateway_stack):
+    # request_body_from_items builds exactly this for the PAYLOAD parameter.
+    body = request_body(COLUMNS, APPLICANTS[2:])
+    response = post(gateway_stack, body)
+    assert response.status_code == 200, response.text
+    expected = model_predictions(gateway_stack, body)
+    probability = json_path(response.json(), "$.predictions[0].probability")
+    assert probability == pytest.approx(expected["probability"][0], abs=1e-6)
+
+
+def test_decimal_comma_is_refused_before_anything_is_sent():
+    with pytest.raises(BodyError, match=r'^P1_ANNUAL_INCOME: "1234,5" has a comma'):
+        request_body(COLUMNS, [{**APPLICANTS[0], "annual_income": "1234,5"}])
+
+
+@pytest.mark.parametrize("key", [None, "not-a-valid-key"], ids=["no-key", "unknown-key"])
+def test_missing_or_unknown_key_is_401(gateway_stack, key):
+    response = post(gateway_stack, request_body(COLUMNS, APPLICANTS[:1]), key=key)
+    assert_error_shape(response, 401)
+    assert "WWW-Authenticate" in response.headers
+
+
+def test_wrong_content_type_is_415(gateway_stack):
+    response = post(
+        gateway_stack, request_body(COLUMNS, APPLICANTS[:1]), **{"Content-Type": "text/plain"}
+    )
+    assert_error_shape(response, 415)
+
+
+def test_body_over_8_mb_is_413(gateway_stack):
+    rows = APPLICANTS * (9 * 1024 * 1024 // len(request_body(COLUMNS, APPLICANTS)) + 1)
+    body = request_body(COLUMNS, rows)
+    assert len(body) > 8 * 1024 * 1024
+    assert_error_shape(post(gateway_stack, body), 413)
+
+
+def test_text_in_a_number_column_is_400(gateway_stack):
+    record = json.loads(request_body(COLUMNS, APPLICANTS[:1]))
+    record["dataframe_records"][0]["annual_income"] = "a lot"
+    assert_error_shape(post(gateway_stack, json.dumps(record)), 400)
+
+
+def test_tls_is_verified_against_the_gateway_ca(gateway_stack):
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{gateway_stack.url}/model", timeout=10, verify=True)
+
+
+def test_model_endpoint_names_the_version_and_columns(gateway_stack):
+    response = requests.get(
+        f"{gateway_stack.url}/model",
+        headers={"X-API-Key": gateway_stack.api_key},
+        verify=gateway_stack.ca_cert,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    info = response.json()
+    assert [column["name"] for column in info["inputs"]] == [column.name for column in COLUMNS]
+    scored = post(gateway_stack, request_body(COLUMNS, APPLICANTS[:1]))
+    assert scored.headers["X-Model-Version"] == str(info["version"])
+
+
+def test_gateway_serves_the_generated_openapi(gateway_stack):
+    response = requests.get(
+        f"{gateway_stack.url}/openapi.json",
+        headers={"X-API-Key": gateway_stack.api_key},
+        verify=gateway_stack.ca_cert,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    served = response.json()
+    committed = json.loads((ROOT / "apex" / "generated" / "openapi.json").read_text())
+    assert served["paths"] == committed["paths"]
+    assert served["components"] == committed["components"]
