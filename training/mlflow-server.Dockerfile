@@ -36,7 +36,7 @@ LABEL org.opencontainers.image.title="credit-risk MLflow tracking server" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 RUN groupadd --system --gid 10001 app \
- && useradd --system --uid 10001 --gid app --home-dir /nonexistent --no-create-home \
+ && useradd --uid 10001 --gid app --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin app \
  && install -d -o app -g app -m 0750 /mlflow /mlflow/artifacts
 COPY --from=build /opt/venv /opt/venv
