@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -77,8 +78,6 @@ def test_mlflow_ui_refuses_unauthenticated(stack, auth):
 
 
 def test_model_server_user_reads_but_cannot_write(stack):
-    import os
-
     auth = ("model-server", os.environ["MLFLOW_MODEL_SERVER_PASSWORD"])
     base = f"{stack.mlflow_ui}/api/2.0/mlflow"
     found = requests.get(
