@@ -63,8 +63,12 @@ fi
 # --- throwaway secrets and settings ---------------------------------------------------------
 work=$(mktemp -d /tmp/containers-check.XXXXXX)
 project=credit-risk-check
+checker=""
 cleanup() {
   status=$?
+  # The check runs in its own process group: stop a `compose up` it may have left running, so
+  # it cannot start containers after the teardown below.
+  if [ -n "$checker" ]; then kill -TERM -- "-$checker" 2>/dev/null || true; sleep 2; fi
   echo "containers: tearing down (down -v)"
   timeout 180 "${compose[@]}" -p "$project" "${files[@]}" down -v -t 10 >"$work/down.log" 2>&1 \
     || { echo "containers: down failed:"; tail -20 "$work/down.log"; }
@@ -119,5 +123,7 @@ export CONTAINERS_CHECK=1 CONTAINERS_ENGINE=$engine CONTAINERS_PROJECT=$project 
   CONTAINERS_COMPOSE="${compose[*]}" CONTAINERS_FILES="${files[*]}" \
   CONTAINERS_CA="$work/tls/ca.crt" CONTAINERS_API_KEY="$api_key" \
   CONTAINERS_IMAGE_PREFIX=localhost/credit-risk
-timeout "${CONTAINERS_TIMEOUT:-1800}" "$PY" -m pytest tests/containers -m containers \
-  -p no:cacheprovider -o timeout=1500 "$@"
+setsid timeout "${CONTAINERS_TIMEOUT:-1800}" "$PY" -m pytest tests/containers -m containers \
+  -p no:cacheprovider -o timeout=1500 "$@" &
+checker=$!
+wait "$checker"

@@ -1,6 +1,7 @@
 # CI stand-in for postgres:15.x-bookworm from Debian's postgresql-15, with an entry point that
 # honours the same variables the upstream image's does (POSTGRES_USER, POSTGRES_PASSWORD or
-# POSTGRES_PASSWORD_FILE, POSTGRES_DB, PGDATA) for what the compose stack uses of them.
+# POSTGRES_PASSWORD_FILE, POSTGRES_DB, PGDATA) for what the compose stack uses of them. /run/postgresql is left to the
+# compose file's tmpfs (podman keeps root's 0755 on a tmpfs over an existing directory).
 FROM localhost/debian-base:bookworm
 # Versions come from the bookworm release the base was bootstrapped from (CI-only image).
 # hadolint ignore=DL3008
@@ -8,7 +9,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 \
  && rm -rf /var/lib/apt/lists/* \
  && install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/data \
- && install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+ && rm -rf /run/postgresql
 ENV PATH=/usr/lib/postgresql/15/bin:$PATH PGDATA=/var/lib/postgresql/data
 COPY postgres-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 # Debian assigns the postgres uid at install time; the name is what is stable.
