@@ -7,7 +7,14 @@ What the image runs (training/mlflow-server.Dockerfile). It turns TRACKING_* set
    the basic-auth user store keep separate databases and separate migrations);
 2. writes the basic-auth ini (MLflow reads `database_uri` only from a file) into the runtime
    directory, a tmpfs, readable by this user alone;
-3. execs `mlflow server --app-name basic-auth --serve-artifacts` with the backend store URI in
+3. creates the stack's users in the auth store, or sets their passwords to the configured ones
+   (rotation: change the variable, restart): `trainer` (TRACKING_TRAINER_PASSWORD), an
+   ordinary user that becomes owner (MANAGE) of the experiment and registered model it creates,
+   and `model-server` (TRACKING_MODEL_SERVER_PASSWORD), an ordinary user never granted anything,
+   so it has only `default_permission` READ: it resolves the alias and downloads versions, never
+   writes. Done before the server listens, so when /health answers the users exist; no second
+   process needs the admin password;
+4. execs `mlflow server --app-name basic-auth --serve-artifacts` with the backend store URI in
    the environment (MLFLOW_BACKEND_STORE_URI), not in argv.
 
 MLflow's own variables pass through unchanged: MLFLOW_AUTH_ADMIN_PASSWORD (the admin is created
@@ -58,6 +65,10 @@ class TrackingServerSettings(BaseSettings):
     )
     default_permission: str = Field(
         "READ", description="What every user may do on what others created (basic-auth)."
+    )
+    trainer_password: SecretStr = Field(description="Password of the `trainer` user (required).")
+    model_server_password: SecretStr = Field(
+        description="Password of the read-only `model-server` user (required)."
     )
 
     def database_uri(self, database: str) -> str:
@@ -126,6 +137,28 @@ def write_auth_config(settings: TrackingServerSettings) -> Path:
     return path
 
 
+def ensure_users(settings: TrackingServerSettings) -> None:
+    """Create the stack's non-admin users, or set their passwords (mlflow.server.auth store)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(settings.database_uri(settings.auth_db_name))
+    users = {"trainer": settings.trainer_password, "model-server": settings.model_server_password}
+    for username, secret in users.items():
+        password = secret.get_secret_value()
+        try:
+            if store.has_user(username, use_primary=True):
+                store.update_user(username, password=password)
+                done = "password set"
+            else:
+                store.create_user(username, password)
+                done = "created"
+        except MlflowException as error:
+            raise SystemExit(f"tracking server: user {username}: {error.message}") from None
+        print(f"tracking server: user {username}: {done}", flush=True)
+
+
 def wait_until_up(tracking_uri: str, timeout: float) -> None:
     """Poll the tracking server's unauthenticated /health until it answers 200 or time runs out.
 
@@ -153,13 +186,19 @@ def main() -> int:
     ensure_database(settings, settings.db_name, deadline)
     ensure_database(settings, settings.auth_db_name, deadline)
     auth_ini = write_auth_config(settings)
+    ensure_users(settings)
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "MLFLOW_BACKEND_STORE_URI": settings.database_uri(settings.db_name),
         "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
     }
-    env.pop("TRACKING_DB_PASSWORD", None)
+    for secret in (
+        "TRACKING_DB_PASSWORD",
+        "TRACKING_TRAINER_PASSWORD",
+        "TRACKING_MODEL_SERVER_PASSWORD",
+    ):
+        env.pop(secret, None)
     argv = [
         "mlflow",
         "server",
