@@ -27,18 +27,16 @@ PROMOTED, NOT_PROMOTED = 0, 1
 
 
 def has_champion(tracking_uri: str, model_name: str) -> bool:
-    """Whether `model_name@champion` exists; errors other than 'not found' propagate."""
+    """Whether `model_name@champion` exists.
+
+    A search, not a lookup by alias: with MLflow's auth app on, asking for a model that does not
+    exist yet is answered 403, not 404.
+    """
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri, tracking_uri)
-    try:
-        client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException as error:
-        if error.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}:
-            return False
-        raise
-    return True
+    found = client.search_registered_models(filter_string=f"name = '{model_name}'")
+    return any(CHAMPION in (model.aliases or {}) for model in found)
 
 
 def run_step(*argv: str) -> int:
