@@ -80,7 +80,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 sh nginx/certs.sh "$work/tls" >/dev/null
-api_key=$(openssl rand -hex 24)
+# The shape `make keys` gives (nginx/keys.py: token_urlsafe(32), 43 characters); longer keys
+# overflow nginx's default map_hash_bucket_size.
+api_key=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
 printf '"%s" "containers-check";\n' "$api_key" >"$work/api-keys.map"
 # nginx runs as the owner of the secret files, and never as root.
 if [ "$(id -u)" = 0 ]; then
