@@ -127,7 +127,8 @@ def stack():
         up = running.run("up", "-d", *no_deps, timeout=UP_TIMEOUT)
         assert up.returncode == 0, f"compose up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         for service in ("postgres", "mlflow", "model-server", "nginx"):
-            running.wait_healthy(service, timeout=300)
+            # The model server is ready only after the first training (minutes on 2 cores).
+            running.wait_healthy(service, timeout=900 if service == "model-server" else 300)
         print(f"\nstack up and healthy in {time.monotonic() - started:.0f}s")
         yield running
     finally:
