@@ -67,6 +67,10 @@ keys: venv ## Manage API keys: make keys ARGS="create|rotate NAME", "revoke ID",
 check-cert: venv ## Check a served certificate chain: make check-cert HOST=ml.example.com [PORT=443 CA=file]
 	@$(PY) nginx/check_cert.py $(HOST):$(or $(PORT),443) $(if $(CA),--ca $(CA))
 
+.PHONY: apex
+apex: venv ## Render the APEX kit for the promoted model (ARGS="--gateway-url https://ml.example.com")
+	$(PY) -m apex.render $(ARGS)
+
 .PHONY: ui
 ui: ## Print the MLflow UI address
 	@echo "MLflow UI: $(MLFLOW_TRACKING_URI)"
@@ -82,15 +86,33 @@ promote: venv ## Promote the newest version to @champion if better (ARGS="--vers
 .PHONY: lint
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check training serving tests nginx
+	$(VENV)/bin/ruff format --check training serving tests nginx apex
 
 .PHONY: format
 format: venv ## Format the Python code
-	$(VENV)/bin/ruff format training serving tests nginx
+	$(VENV)/bin/ruff format training serving tests nginx apex
 	$(VENV)/bin/ruff check --fix .
 
+TOOLS_VENV := .local/venv-tools
+
+.PHONY: deploy-tools
+deploy-tools: ## Install the deployment checkers (checkov, kubernetes-validate, OCI CLI) in .local/venv-tools
+	@bash tests/deploy/install_tools.sh $(TOOLS_VENV)
+
+.PHONY: k8s-render
+k8s-render: ## Print the rendered Kubernetes manifests (OVERLAY=oke|dev)
+	kubectl kustomize k8s/overlays/$(or $(OVERLAY),oke)
+
+.PHONY: oci-render
+oci-render: venv ## Print the OCI Container Instance request (secrets as placeholders)
+	$(PY) oci/render.py --settings oci/instance.env.example --placeholders
+
+.PHONY: test-deploy
+test-deploy: venv deploy-tools ## Render and check k8s/ and oci/ offline
+	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
+
 .PHONY: test
-test: system-deps venv ## Run the whole test suite (unit, integration against real processes)
+test: system-deps venv deploy-tools ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

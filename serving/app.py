@@ -48,6 +48,7 @@ class RequestContext:
     request_id: str
     error: ApiError | None = None
     rows: int = 0
+    predict_called: bool = False
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
@@ -97,21 +98,29 @@ def install_predict_hook(loaded: LoadedModel) -> None:
     the context, which holds the same object).
     """
     from mlflow.exceptions import MlflowException
+    from pandas.api.types import infer_dtype
 
     model = loaded.pyfunc
     original = model.predict
     known = {spec["name"] for spec in loaded.inputs}
     required = [spec["name"] for spec in loaded.inputs if spec["required"]]
+    text_columns = [spec["name"] for spec in loaded.inputs if spec["type"] == "string"]
 
     def predict(data, params=None):
         context = _current.get(None)
+        if context is not None:
+            context.predict_called = True
         columns = getattr(data, "columns", None)
         if columns is not None and known:
             if len(data) == 0:
                 raise _reported(
                     context, ApiError(400, "empty_input", "the request holds no rows to score")
                 )
-            unknown = [c for c in columns if c not in known]
+            if not columns.is_unique:
+                raise _reported(
+                    context, ApiError(400, "duplicate_columns", "each column may appear only once")
+                )
+            unknown = [c for c in columns if not isinstance(c, str) or c not in known]
             if unknown:
                 raise _reported(
                     context,
@@ -120,6 +129,22 @@ def install_predict_hook(loaded: LoadedModel) -> None:
                         "unknown_columns",
                         f"{len(unknown)} column(s) are not in the model's input schema; expected "
                         f"columns: {', '.join(spec['name'] for spec in loaded.inputs)}",
+                    ),
+                )
+            # MLflow checks a string column's dtype, not its values: an object or a number
+            # there would reach the model and fail inside it.
+            not_text = [
+                c
+                for c in text_columns
+                if c in columns and infer_dtype(data[c], skipna=True) not in ("string", "empty")
+            ]
+            if not_text:
+                raise _reported(
+                    context,
+                    ApiError(
+                        400,
+                        "invalid_type",
+                        f"column(s) must hold text values: {', '.join(not_text)}",
                     ),
                 )
             nulls = [c for c in required if c in columns and data[c].isna().any()]
@@ -339,7 +364,30 @@ class ServingApp:
             elif message["type"] == "http.response.body":
                 response["body"].append(message.get("body", b""))
 
-        await self.mlflow_app(scope, replay, capture)
+        try:
+            await self.mlflow_app(scope, replay, capture)
+        except Exception:  # noqa: BLE001 - turned into a JSON error below, details logged
+            # MLflow lets non-MLflow exceptions escape (e.g. pandas failing on a strange
+            # dataframe_split). Before the model ran, that is the caller's input.
+            log.exception(
+                "MLflow's app raised", extra={"fields": {"request_id": context.request_id}}
+            )
+            error = context.error or (
+                ApiError(
+                    500,
+                    "internal_error",
+                    "the server failed; the log has the details under this request id",
+                )
+                if context.predict_called
+                else ApiError(
+                    400,
+                    "invalid_input",
+                    "the body could not be read as model input; "
+                    "GET /model lists the expected columns and types",
+                )
+            )
+            await self.send_error(send, context, error)
+            return
         payload = b"".join(response["body"])
         if response["status"] < 400:
             await send(

@@ -309,43 +309,23 @@ def test_sslyze_reports_mozilla_intermediate_compliance(gateway_stack, tmp_path)
     assert "OK - Compliant" in result.stdout
 
 
-def test_check_cert_reports_chain_hostname_and_days(gateway_stack):
-    port = gateway_stack.gateway.https_port
-    good = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "nginx" / "check_cert.py"),
-            f"localhost:{port}",
-            "--ca",
-            gateway_stack.ca_cert,
-        ],
+def check_cert(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "nginx" / "check_cert.py"), *args],
         capture_output=True,
         text=True,
         timeout=30,
     )
+
+
+def test_check_cert_reports_chain_hostname_and_days(gateway_stack):
+    target = f"localhost:{gateway_stack.gateway.https_port}"
+    good = check_cert(target, "--ca", gateway_stack.ca_cert)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "chain valid:  yes" in good.stdout and "days left" in good.stdout
-    untrusted = subprocess.run(
-        [sys.executable, str(ROOT / "nginx" / "check_cert.py"), f"localhost:{port}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    untrusted = check_cert(target)
     assert untrusted.returncode == 1 and "intermediate" in untrusted.stdout
-    wrong_name = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "nginx" / "check_cert.py"),
-            f"localhost:{port}",
-            "--ca",
-            gateway_stack.ca_cert,
-            "--servername",
-            "ml.example.com",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    wrong_name = check_cert(target, "--ca", gateway_stack.ca_cert, "--servername", "ml.example.com")
     assert wrong_name.returncode == 1 and "NOT verified" in wrong_name.stdout
 
 

@@ -8,6 +8,7 @@ from openapi_spec_validator import validate
 
 from apex import render as renderer
 from apex.render import RenderError, load_signature_file, render, write_all
+from training.data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SIGNATURE = ROOT / "apex" / "default-signature.json"
@@ -54,20 +55,8 @@ def test_default_signature_is_the_documented_contract():
     signature = load_signature_file(DEFAULT_SIGNATURE)
     columns = {spec["name"]: spec["type"] for spec in signature["inputs"]}
     assert columns == {
-        **dict.fromkeys(
-            [
-                "annual_income",
-                "loan_amount",
-                "employment_length_years",
-                "debt_to_income",
-                "num_delinquencies",
-                "credit_history_years",
-                "revolving_utilization",
-                "num_open_accounts",
-            ],
-            "double",
-        ),
-        **dict.fromkeys(["term", "home_ownership", "loan_purpose"], "string"),
+        **dict.fromkeys(NUMERIC_COLUMNS, "double"),
+        **dict.fromkeys(CATEGORICAL_COLUMNS, "string"),
     }
     assert [(o["name"], o["type"]) for o in signature["outputs"]] == [
         ("probability", "double"),

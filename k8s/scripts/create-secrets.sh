@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Create or update the Secrets from files in $SECRETS_DIR (idempotent: apply, not create).
+# Usage: create-secrets.sh [all|tls|api-keys|mlflow|registry|object-storage|ocir|postgres]...
+#   tls            tls.crt, tls.key                      -> gateway-tls (kubernetes.io/tls)
+#   api-keys       api-keys.map                          -> gateway-api-keys
+#   mlflow         mlflow/{backend-store-uri,flask-secret-key,admin-password,basic_auth.ini}
+#   registry       model-server-registry/{username,password}, trainer-registry/{username,password}
+#   object-storage mlflow-object-storage/credentials     (OKE, Object Storage component)
+#   ocir           ocir/{server,username,auth-token}     -> ocir-pull (OKE)
+#   postgres       postgres/password                     (dev overlay)
+source "$(dirname "$0")/lib.sh"
+apply() { kc "$@" --dry-run=client -o yaml | kc apply -f -; }
+generic() {  # generic <secret> <dir>: one key per file in the folder
+  local name=$1 dir="$SECRETS_DIR/$2" args=() f
+  [ -d "$dir" ] || die "missing folder $dir"
+  for f in "$dir"/*; do need_file "$f"; args+=(--from-file="$(basename "$f")=$f"); done
+  apply create secret generic "$name" "${args[@]}"
+}
+do_tls() {
+  need_file "$SECRETS_DIR/tls.crt"; need_file "$SECRETS_DIR/tls.key"
+  apply create secret tls gateway-tls --cert="$SECRETS_DIR/tls.crt" --key="$SECRETS_DIR/tls.key"
+}
+do_api_keys() {
+  need_file "$SECRETS_DIR/api-keys.map"
+  apply create secret generic gateway-api-keys --from-file=api-keys.map="$SECRETS_DIR/api-keys.map"
+}
+do_mlflow() { generic mlflow mlflow; }
+do_registry() { generic model-server-registry model-server-registry; generic trainer-registry trainer-registry; }
+do_object_storage() { generic mlflow-object-storage mlflow-object-storage; }
+do_postgres() { generic postgres postgres; }
+do_ocir() {
+  local d="$SECRETS_DIR/ocir"
+  need_file "$d/server"; need_file "$d/username"; need_file "$d/auth-token"
+  apply create secret docker-registry ocir-pull --docker-server="$(cat "$d/server")" \
+    --docker-username="$(cat "$d/username")" --docker-password="$(cat "$d/auth-token")"
+}
+targets=("${@:-all}")
+if [ "${targets[0]}" = all ]; then
+  targets=(tls api-keys mlflow registry)
+  [ "$OVERLAY" = oke ] && targets+=(ocir object-storage)
+  [ "$OVERLAY" = dev ] && targets+=(postgres)
+fi
+for target in "${targets[@]}"; do
+  case "$target" in
+    tls) do_tls ;; api-keys) do_api_keys ;; mlflow) do_mlflow ;; registry) do_registry ;;
+    object-storage) do_object_storage ;; ocir) do_ocir ;; postgres) do_postgres ;;
+    *) die "unknown secret group '$target'" ;;
+  esac
+done

@@ -1,0 +1,350 @@
+"""The rendered objects: hardening, probes, limits, images, and agreement with the services."""
+
+import re
+
+import pytest
+from deploy_helpers import (
+    ALL_RENDERINGS,
+    REPO,
+    compose_services,
+    container_env,
+    find,
+    pod_templates,
+)
+
+from serving.settings import ServingSettings
+
+PSS_VOLUME_TYPES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
+LONG_RUNNING = {"Deployment", "StatefulSet"}
+SERVING_ROUTES = (REPO / "serving" / "app.py").read_text()
+
+
+def workloads(rendered, name):
+    objects = rendered[name]["objects"]
+    for obj, pod in pod_templates(objects):
+        for container in pod["containers"] + pod.get("initContainers", []):
+            yield obj, pod, container
+
+
+def ident(obj, container):
+    return f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}"
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_pod_security_restricted_and_read_only(rendered, name):
+    for obj, pod, container in workloads(rendered, name):
+        where = ident(obj, container)
+        pod_context, context = pod["securityContext"], container["securityContext"]
+        assert pod_context["runAsNonRoot"] is True, where
+        assert pod_context["runAsUser"] >= 10000 and pod_context["runAsGroup"] >= 10000, where
+        assert pod_context["seccompProfile"]["type"] == "RuntimeDefault", where
+        assert context["allowPrivilegeEscalation"] is False, where
+        assert context["readOnlyRootFilesystem"] is True, where
+        assert context["capabilities"]["drop"] == ["ALL"], where
+        assert not context["capabilities"].get("add"), where
+        assert not pod.get("hostNetwork") and not pod.get("hostPID"), where
+        for volume in pod.get("volumes", []):
+            types = set(volume) - {"name"}
+            assert types <= PSS_VOLUME_TYPES, f"{where}: volume {volume['name']} {types}"
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_namespace_enforces_restricted(rendered, name):
+    objects = rendered[name]["objects"]
+    labels = find(objects, "Namespace", "credit-risk")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"]["namespace"] == "credit-risk", obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_service_accounts_without_token(rendered, name):
+    objects = rendered[name]["objects"]
+    for obj, pod, container in workloads(rendered, name):
+        account = pod["serviceAccountName"]
+        assert account != "default", ident(obj, container)
+        assert pod["automountServiceAccountToken"] is False, ident(obj, container)
+        assert find(objects, "ServiceAccount", account)["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_requests_limits_and_probes(rendered, name):
+    for obj, _pod, container in workloads(rendered, name):
+        where = ident(obj, container)
+        resources = container["resources"]
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources[kind]), f"{where}: {kind}"
+        if obj["kind"] in LONG_RUNNING:
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                assert probe in container, f"{where}: {probe}"
+            assert container["livenessProbe"].get("timeoutSeconds", 1) >= 5, where
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_images_pinned(rendered, name):
+    for obj, _pod, container in workloads(rendered, name):
+        image = container["image"]
+        tag = image.rsplit("/", 1)[-1].partition(":")[2]
+        assert tag and tag != "latest" or "@sha256:" in image, f"{ident(obj, container)}: {image}"
+        assert container["imagePullPolicy"] == "Always"
+    assert ":latest" not in rendered[name]["text"]
+
+
+@pytest.mark.parametrize("name", ["oke", "oke-nlb", "oke-block-volume"])
+def test_oke_images_from_ocir_with_pull_secret(rendered, name):
+    objects = rendered[name]["objects"]
+    for obj, _pod, container in workloads(rendered, name):
+        assert re.match(r"^[a-z0-9-]+\.ocir\.io/[^/]+/credit-risk/", container["image"]), ident(
+            obj, container
+        )
+    for account in (o for o in objects if o["kind"] == "ServiceAccount"):
+        assert account["imagePullSecrets"] == [{"name": "ocir-pull"}]
+
+
+def model_server(rendered, name):
+    objects = rendered[name]["objects"]
+    deployment = find(objects, "Deployment", "model-server")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return objects, deployment, container, container_env(objects, container)
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_model_server_rollout_and_scaling(rendered, name):
+    objects, deployment, container, env = model_server(rendered, name)
+    spec = deployment["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # gunicorn's graceful timeout is 30 s (serving/gunicorn_conf.py).
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] >= pause + 30
+    hpa = find(objects, "HorizontalPodAutoscaler", "model-server")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "model-server" and hpa["minReplicas"] >= 2
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    pdb = find(objects, "PodDisruptionBudget", "model-server")["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    assert pdb["minAvailable"] < spec["replicas"]
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_model_server_agrees_with_serving_settings(rendered, name, monkeypatch):
+    objects, _deployment, container, env = model_server(rendered, name)
+    known = {f"SERVING_{field.upper()}" for field in ServingSettings.model_fields}
+    serving_names = {key for key in env if key.startswith("SERVING_")}
+    assert serving_names <= known, serving_names - known
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(env)
+    for key, value in env.items():
+        if key.startswith("SERVING_"):
+            monkeypatch.setenv(key, value)
+    settings = ServingSettings()
+    assert settings.alias == "champion" and settings.host == "0.0.0.0"  # noqa: S104 - in a pod
+    assert container["ports"][0]["containerPort"] == settings.port
+    service = find(objects, "Service", "model-server")["spec"]["ports"][0]
+    assert service["port"] == settings.port
+    assert settings.tracking_uri == "http://mlflow:5000"
+    for probe, path in (
+        ("startupProbe", "/healthz/live"),
+        ("readinessProbe", "/healthz/ready"),
+        ("livenessProbe", "/healthz/live"),
+    ):
+        assert container[probe]["httpGet"]["path"] == path
+        assert f'"{path}"' in SERVING_ROUTES, f"serving/app.py has no route {path}"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in _pod(objects, "model-server")["volumes"]}
+    assert "emptyDir" in volumes[mounts[str(settings.cache_dir)]]
+    assert volumes[mounts[str(settings.metrics_dir)]]["emptyDir"]["medium"] == "Memory"
+
+
+def _pod(objects, deployment):
+    return find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_gateway_agrees_with_contract(rendered, name):
+    objects = rendered[name]["objects"]
+    pod = _pod(objects, "gateway")
+    container = pod["containers"][0]
+    env = container_env(objects, container)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {
+        "https": int(env["GATEWAY_HTTPS_PORT"]),
+        "http": int(env["GATEWAY_HTTP_PORT"]),
+        "mlflow-ui": int(env["GATEWAY_MLFLOW_PORT"]),
+    }
+    host, _, port = env["MODEL_SERVER_ADDR"].partition(":")
+    assert find(objects, "Service", host)["spec"]["ports"][0]["port"] == int(port)
+    host, _, port = env["MLFLOW_UPSTREAM"].partition(":")
+    assert find(objects, "Service", host)["spec"]["ports"][0]["port"] == int(port)
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for variable, secret in (
+        ("TLS_CERT_FILE", "gateway-tls"),
+        ("TLS_KEY_FILE", "gateway-tls"),
+        ("API_KEYS_FILE", "gateway-api-keys"),
+    ):
+        folder, _, _file = env[variable].rpartition("/")
+        mount = mounts[folder]
+        assert not mount.get("subPath"), "subPath mounts never see a Secret update"
+        assert volumes[mount["name"]]["secret"]["secretName"] == secret
+    assert "emptyDir" in volumes[mounts[env["GATEWAY_RUNTIME_DIR"]]["name"]]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        check = container[probe]["httpGet"]
+        assert (check["path"], check["port"], check["scheme"]) == ("/healthz", "https", "HTTPS")
+    service = find(objects, "Service", "gateway")["spec"]
+    assert service["type"] == "LoadBalancer"
+    assert {(p["port"], p["targetPort"]) for p in service["ports"]} == {
+        (443, "https"),
+        (80, "http"),
+    }
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_mlflow_contract(rendered, name):
+    objects = rendered[name]["objects"]
+    pod = _pod(objects, "mlflow")
+    container = pod["containers"][0]
+    env = container_env(objects, container)
+    assert container["ports"][0]["containerPort"] == 5000
+    assert all(container[p]["httpGet"]["path"] == "/health" for p in ("readinessProbe",))
+    assert "--app-name=basic-auth" in container["args"]
+    assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in container["args"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert env["MLFLOW_AUTH_CONFIG_PATH"].rpartition("/")[0] in mounts
+    destination = env["MLFLOW_ARTIFACTS_DESTINATION"]
+    if name == "oke" or name == "oke-nlb":
+        assert destination.startswith("s3://") and env["MLFLOW_S3_ENDPOINT_URL"].endswith(
+            ".oraclecloud.com"
+        )
+        assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
+    else:
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        claim = volumes[mounts[destination]]["persistentVolumeClaim"]["claimName"]
+        pvc = find(objects, "PersistentVolumeClaim", claim)["spec"]
+        if name == "oke-block-volume":
+            assert pvc["storageClassName"] == "oci-bv"
+            assert pvc["resources"]["requests"]["storage"] == "50Gi"
+        assert find(objects, "Deployment", "mlflow")["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_trainer_job_template(rendered):
+    objects = rendered["oke"]["objects"]
+    cronjob = find(objects, "CronJob", "trainer")["spec"]
+    assert cronjob["suspend"] is True and cronjob["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["jobTemplate"]["spec"]["template"]["spec"]
+    env = container_env(objects, pod["containers"][0])
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["MPLCONFIGDIR"].startswith("/tmp/")
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_oke_load_balancer_annotations(rendered):
+    lb = find(rendered["oke"]["objects"], "Service", "gateway")["metadata"]["annotations"]
+    assert lb["oci.oraclecloud.com/load-balancer-type"] == "lb"
+    assert lb["service.beta.kubernetes.io/oci-load-balancer-shape"] == "flexible"
+    low = int(lb["service.beta.kubernetes.io/oci-load-balancer-shape-flex-min"])
+    high = int(lb["service.beta.kubernetes.io/oci-load-balancer-shape-flex-max"])
+    assert 10 <= low <= high <= 8000
+    nlb = find(rendered["oke-nlb"]["objects"], "Service", "gateway")
+    assert nlb["metadata"]["annotations"]["oci.oraclecloud.com/load-balancer-type"] == "nlb"
+    assert not any("oci-load-balancer-shape" in key for key in nlb["metadata"]["annotations"])
+    assert nlb["spec"]["externalTrafficPolicy"] == "Local"
+
+
+def allowed(objects, source: str, target: str, port: int) -> bool:
+    """Whether the policies let pods labelled `source` open `target`:`port` (both ways)."""
+    policies = [o["spec"] for o in objects if o["kind"] == "NetworkPolicy"]
+
+    def selects(selector, label):
+        wanted = selector.get("matchLabels", {})
+        return not wanted or wanted.get("app.kubernetes.io/name") == label
+
+    def peer_ok(peers, label, pod_only):
+        if not peers:
+            return True
+        for peer in peers:
+            if "ipBlock" in peer:
+                if not pod_only:
+                    return True
+            elif "namespaceSelector" not in peer and selects(peer.get("podSelector", {}), label):
+                return True
+        return False
+
+    def port_ok(rule):
+        return not rule.get("ports") or any(p["port"] == port for p in rule["ports"])
+
+    egress = any(
+        peer_ok(rule.get("to"), target, pod_only=target != "external") and port_ok(rule)
+        for policy in policies
+        if selects(policy["podSelector"], source) and "Egress" in policy["policyTypes"]
+        for rule in policy.get("egress", [])
+    )
+    if target == "external":
+        return egress
+    ingress = any(
+        peer_ok(rule.get("from"), source, pod_only=True) and port_ok(rule)
+        for policy in policies
+        if selects(policy["podSelector"], target) and "Ingress" in policy["policyTypes"]
+        for rule in policy.get("ingress", [])
+        if policy["podSelector"].get("matchLabels")
+    )
+    return egress and ingress
+
+
+@pytest.mark.parametrize("name", ["dev", "oke"])
+def test_network_policies(rendered, name):
+    objects = rendered[name]["objects"]
+    deny = find(objects, "NetworkPolicy", "default-deny")["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    dns = find(objects, "NetworkPolicy", "allow-dns")["spec"]
+    assert dns["podSelector"] == {} and {p["port"] for p in dns["egress"][0]["ports"]} == {53}
+    must = [
+        ("gateway", "model-server", 8080),
+        ("model-server", "mlflow", 5000),
+        ("trainer", "mlflow", 5000),
+    ]
+    must_not = [
+        ("trainer", "model-server", 8080),
+        ("model-server", "gateway", 8443),
+        ("model-server", "postgres", 5432),
+        ("gateway", "postgres", 5432),
+        ("trainer", "postgres", 5432),
+    ]
+    if name == "dev":
+        must.append(("mlflow", "postgres", 5432))
+    else:  # OCI Database with PostgreSQL, outside the cluster
+        must.append(("mlflow", "external", 5432))
+        must_not.append(("model-server", "external", 5432))
+    for edge in must:
+        assert allowed(objects, *edge), f"{name}: {edge} should be allowed"
+    for edge in must_not:
+        assert not allowed(objects, *edge), f"{name}: {edge} should be denied"
+
+
+def test_reload_command_agrees_with_nginx_readme():
+    script = (REPO / "k8s" / "scripts" / "reload-gateway.sh").read_text()
+    readme = (REPO / "nginx" / "README.md").read_text()
+    commands = re.findall(r"nginx -p \S+ -c \S+ -s reload", readme)
+    if not commands:
+        pytest.skip("nginx/README.md documents no `nginx ... -s reload` command yet")
+    assert all(command in script for command in commands), commands
+
+
+def test_compose_agrees_with_k8s(rendered):
+    services = compose_services()
+    if not services:
+        pytest.skip("docker-compose.yml has no services yet (the containers issue adds them)")
+    objects = rendered["dev"]["objects"]
+    for service, deployment in (("model-server", "model-server"), ("gateway", "gateway")):
+        assert service in services, f"compose has no service {service}"
+        compose_env = services[service].get("environment") or {}
+        if isinstance(compose_env, list):
+            compose_env = dict(item.partition("=")[::2] for item in compose_env)
+        k8s_env = container_env(objects, _pod(objects, deployment)["containers"][0])
+        shared = {k for k in k8s_env if k.startswith(("SERVING_", "GATEWAY_"))}
+        missing = shared - set(compose_env)
+        assert not missing, f"{service}: compose lacks {sorted(missing)}"
