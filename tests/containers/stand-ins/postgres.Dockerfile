@@ -1,4 +1,5 @@
-# CI stand-in for postgres:17.x-bookworm (bookworm ships 15, the closest there is) from Debian's postgresql-15, with an entry point that
+# CI stand-in for postgres:17.x-bookworm, from Debian 12's postgresql-15 (the newest Debian has),
+# with an entry point that
 # honours the same variables the upstream image's does (POSTGRES_USER, POSTGRES_PASSWORD or
 # POSTGRES_PASSWORD_FILE, POSTGRES_DB, PGDATA) for what the compose stack uses of them. /run/postgresql is left to the
 # compose file's tmpfs (podman keeps root's 0755 on a tmpfs over an existing directory).
