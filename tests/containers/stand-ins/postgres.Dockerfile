@@ -1,8 +1,8 @@
 # CI stand-in for postgres:17.x-bookworm, from Debian 12's postgresql-15 (the newest Debian has),
-# with an entry point that
-# honours the same variables the upstream image's does (POSTGRES_USER, POSTGRES_PASSWORD or
-# POSTGRES_PASSWORD_FILE, POSTGRES_DB, PGDATA) for what the compose stack uses of them. /run/postgresql is left to the
-# compose file's tmpfs (podman keeps root's 0755 on a tmpfs over an existing directory).
+# with an entry point that honours the variables of the upstream image's that the compose stack
+# uses (POSTGRES_USER, POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE, POSTGRES_DB, PGDATA).
+# /run/postgresql is left to the compose file's tmpfs (podman keeps root's 0755 on a tmpfs
+# mounted over an existing directory).
 FROM localhost/debian-base:bookworm
 # Versions come from the bookworm release the base was bootstrapped from (CI-only image).
 # hadolint ignore=DL3008
