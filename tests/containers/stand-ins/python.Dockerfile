@@ -1,0 +1,14 @@
+# CI stand-in for python:3.11.x-slim-bookworm, built from Debian packages because the CI machine
+# reaches no container registry (shared/docs/containers-without-docker.md). Debian 12 ships
+# Python 3.11. Never used in production: the real Dockerfiles default to the upstream image.
+FROM localhost/debian-base:bookworm
+# Versions come from the bookworm release the base was bootstrapped from (CI-only image).
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+# The CI host's CA bundle: pip in the image builds reaches PyPI through the host's TLS setup.
+# The ENV is inherited by the build stages of the real Dockerfiles, which know nothing of CI.
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+CMD ["python3"]

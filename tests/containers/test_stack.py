@@ -1,0 +1,98 @@
+"""The compose stack end to end, only through the ports the gateway publishes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.containers
+
+PREDICT_ONE = Path(__file__).parents[1] / "testdata" / "predict-one.json"
+LONG_RUNNING = ("postgres", "mlflow", "model-server", "nginx")
+ONE_SHOT = ("trainer",)
+
+
+def test_one_shot_jobs_finished(stack):
+    for service in ONE_SHOT:
+        state = stack.inspect(service)["State"]
+        assert state["Status"] == "exited", f"{service}: {state['Status']}"
+        assert state["ExitCode"] == 0, (
+            f"{service} exited {state['ExitCode']}:\n" + stack.run("logs", service).stdout[-2000:]
+        )
+
+
+def test_model_server_ready(stack):
+    assert stack.healthy("model-server")
+
+
+@pytest.mark.parametrize("service", LONG_RUNNING + ONE_SHOT)
+def test_runs_as_non_root_on_read_only_root(stack, service):
+    info = stack.inspect(service)
+    user = info["Config"].get("User") or "root"
+    assert user.split(":")[0] not in {"", "0", "root"}, f"{service} runs as {user!r}"
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+
+
+def test_prediction_over_https_with_key(stack):
+    response = requests.post(
+        f"{stack.https}/invocations",
+        data=PREDICT_ONE.read_bytes(),
+        headers={"Content-Type": "application/json", "X-API-Key": stack.api_key},
+        verify=stack.ca_file,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Model-Version"].isdigit()
+    predictions = response.json()["predictions"]
+    assert len(predictions) == len(json.loads(PREDICT_ONE.read_text())["dataframe_records"])
+    assert 0.0 <= predictions[0]["probability"] <= 1.0
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "not-a-key"}])
+def test_prediction_without_valid_key_is_401(stack, headers):
+    response = requests.post(
+        f"{stack.https}/invocations",
+        data=PREDICT_ONE.read_bytes(),
+        headers={"Content-Type": "application/json", **headers},
+        verify=stack.ca_file,
+        timeout=30,
+    )
+    assert response.status_code == 401
+    assert "X-Model-Version" not in response.headers
+
+
+@pytest.mark.parametrize("auth", [None, ("admin", "wrong-password-123")])
+def test_mlflow_ui_refuses_unauthenticated(stack, auth):
+    response = requests.get(
+        f"{stack.mlflow_ui}/api/2.0/mlflow/registered-models/search",
+        auth=auth,
+        verify=stack.ca_file,
+        timeout=30,
+    )
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_model_server_user_reads_but_cannot_write(stack):
+    auth = ("model-server", os.environ["MLFLOW_MODEL_SERVER_PASSWORD"])
+    base = f"{stack.mlflow_ui}/api/2.0/mlflow"
+    found = requests.get(
+        f"{base}/registered-models/alias",
+        params={"name": "credit-risk", "alias": "champion"},
+        auth=auth,
+        verify=stack.ca_file,
+        timeout=30,
+    )
+    assert found.status_code == 200, found.text
+    moved = requests.post(
+        f"{base}/registered-models/alias",
+        json={"name": "credit-risk", "alias": "champion", "version": "1"},
+        auth=auth,
+        verify=stack.ca_file,
+        timeout=30,
+    )
+    assert moved.status_code == 403, moved.text
