@@ -119,6 +119,14 @@ test: system-deps venv deploy-tools ## Run the whole test suite (unit, integrati
 test-unit: venv ## Run only the unit tests (no processes)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: images
+images: venv ## Build every container image (podman + Debian stand-ins when there is no Docker engine)
+	@CONTAINERS_BUILD_ONLY=1 PY=$(PY) tests/containers/run.sh
+
+.PHONY: test-containers
+test-containers: venv ## Build the images, run the compose stack end to end, always tear it down
+	@PY=$(PY) tests/containers/run.sh
+
 .PHONY: clean
 clean: down ## Stop the stack and delete local state (.local/, mlruns/ contents)
 	rm -rf .local

@@ -6,6 +6,7 @@
 # (experiments, runs, registry, the data scientists' UI); the model server only reads it.
 # Runs as uid 10001 on a read-only root: artifacts on a volume, /tmp a tmpfs.
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+# checkov:skip=CKV_DOCKER_7: the base is pinned by ARG BASE_IMAGE (an exact tag above); checkov cannot resolve build arguments
 
 # --- build: one virtualenv with the project and its dependencies -----------------------------
 # This stage is the same text in training/Dockerfile, serving/Dockerfile and

@@ -334,17 +334,33 @@ def test_reload_command_agrees_with_nginx_readme():
     assert all(command in script for command in commands), commands
 
 
+def dockerfile_env(path) -> dict[str, str]:
+    """Names and values an image sets with ENV (continuation lines included)."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", line))
+    return env
+
+
 def test_compose_agrees_with_k8s(rendered):
+    """What a container sees in compose (its image's ENV plus compose's environment) names
+    every setting the Kubernetes pod sets, with the same ports."""
     services = compose_services()
-    if not services:
-        pytest.skip("docker-compose.yml has no services yet (the containers issue adds them)")
+    assert services, "docker-compose.yml has no services"
     objects = rendered["dev"]["objects"]
-    for service, deployment in (("model-server", "model-server"), ("gateway", "gateway")):
+    for service, deployment in (("model-server", "model-server"), ("nginx", "gateway")):
         assert service in services, f"compose has no service {service}"
         compose_env = services[service].get("environment") or {}
         if isinstance(compose_env, list):
             compose_env = dict(item.partition("=")[::2] for item in compose_env)
+        image_env = dockerfile_env(REPO / services[service]["build"]["dockerfile"])
+        seen = {**image_env, **{k: str(v) for k, v in compose_env.items()}}
         k8s_env = container_env(objects, _pod(objects, deployment)["containers"][0])
         shared = {k for k in k8s_env if k.startswith(("SERVING_", "GATEWAY_"))}
-        missing = shared - set(compose_env)
+        missing = shared - set(seen)
         assert not missing, f"{service}: compose lacks {sorted(missing)}"
+        for name in shared:
+            if name.endswith("_PORT") and name != "GATEWAY_PUBLIC_HTTPS_PORT":
+                assert str(k8s_env[name]) == seen[name], (service, name)

@@ -1,6 +1,8 @@
 # CI stand-in for python:3.11.x-slim-bookworm, built from Debian packages because the CI machine
 # reaches no container registry (shared/docs/containers-without-docker.md). Debian 12 ships
 # Python 3.11. Never used in production: the real Dockerfiles default to the upstream image.
+# checkov:skip=CKV_DOCKER_2: a base-image stand-in, not a service; the images built on it have their own HEALTHCHECK
+# checkov:skip=CKV_DOCKER_3: a base-image stand-in like python:3.11-slim (which runs as root too); the images built on it switch to uid 10001
 FROM localhost/debian-base:bookworm
 # Versions come from the bookworm release the base was bootstrapped from (CI-only image).
 # hadolint ignore=DL3008
