@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -216,7 +217,10 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 
 def git_commit() -> str:
-    """The commit the training code comes from, or 'unknown' outside a git checkout."""
+    """The commit the training code comes from: $GIT_REVISION (set in the trainer image), the
+    checkout's HEAD, or 'unknown'."""
+    if os.environ.get("GIT_REVISION", "unknown") != "unknown":
+        return os.environ["GIT_REVISION"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
