@@ -60,9 +60,7 @@ def session_cpu_seconds(sessions: list[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
-def run_wrk(
-    url: str, payload: Path, concurrency: int, duration: int, api_key: str = ""
-) -> dict:
+def run_wrk(url: str, payload: Path, concurrency: int, duration: int, api_key: str = "") -> dict:
     """Run wrk with post.lua and return its BENCH_JSON summary."""
     command = [
         "wrk",
@@ -82,7 +80,9 @@ def run_wrk(
     for line in result.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             return json.loads(line.removeprefix("BENCH_JSON "))
-    raise RuntimeError(f"wrk gave no summary (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
+    raise RuntimeError(
+        f"wrk gave no summary (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    )
 
 
 def measure(

@@ -108,7 +108,9 @@ def export_joblib(tracking_uri: str, version: str, target: Path) -> None:
             f"models:/{MODEL_NAME}/{version}", dst_path=str(target.parent / "model-copy")
         )
     )
-    pipeline = skops.io.load(local / "artifacts" / f"{PIPELINE_ARTIFACT}.skops", trusted=TRUSTED_TYPES)
+    pipeline = skops.io.load(
+        local / "artifacts" / f"{PIPELINE_ARTIFACT}.skops", trusted=TRUSTED_TYPES
+    )
     joblib.dump(pipeline, target)
 
 

@@ -27,7 +27,10 @@ def ratios(cells: list[dict]) -> list[dict]:
     keys = sorted({(item["rows"], item["concurrency"]) for item in cells})
     for top, bottom in RATIOS:
         for rows, concurrency in keys:
-            upper, lower = cell(cells, top, rows, concurrency), cell(cells, bottom, rows, concurrency)
+            upper, lower = (
+                cell(cells, top, rows, concurrency),
+                cell(cells, bottom, rows, concurrency),
+            )
             if upper and lower and lower["rows_per_s"]:
                 out.append(
                     {
@@ -48,7 +51,7 @@ def targets(cells: list[dict]) -> list[dict]:
         return found["rows_per_s"] if found else None
 
     checks = []
-    d8, b8, c8 = rate("d", 1, 8), rate("b", 1, 8), rate("c", 1, 8)
+    d8, b8 = rate("d", 1, 8), rate("b", 1, 8)
     checks.append(_check("d >= 1.5 x b, 1 row, c=8", d8 / b8 if d8 and b8 else None, 1.5))
     for rows in sorted({item["rows"] for item in cells}):
         for concurrency in sorted({item["concurrency"] for item in cells}):
@@ -76,14 +79,16 @@ def _check(name: str, value: float | None, minimum: float) -> dict:
 
 def markdown(record: dict) -> str:
     machine = record["machine"]
+    settings = record["settings"]
     lines = [
         f"Run {record['started']} on `{machine['host']}`: {machine['cpu']}, {machine['cores']} "
         f"cores, {machine['memory_gb']} GB; load average before/after "
         f"{machine['loadavg_before']} / {machine['loadavg_after']}. "
-        f"{record['settings']['duration_s']:g} s per cell after {record['settings']['warmup_s']:g} s "
-        f"of warm-up; wrk -t min(c,2) -c c, closed loop.",
+        f"{settings['duration_s']:g} s per cell after {settings['warmup_s']:g} s of warm-up; "
+        "wrk -t min(c,2) -c c, closed loop.",
         "",
-        "| system | rows | c | req/s | rows/s | p50 ms | p90 ms | p99 ms | errors | CPU s / 1k req |",
+        "| system | rows | c | req/s | rows/s | p50 ms | p90 ms | p99 ms | errors "
+        "| CPU s / 1k req |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for item in record["cells"]:
@@ -99,10 +104,16 @@ def markdown(record: dict) -> str:
     lines += ["|---|" + "---:|" * len(_ratio_columns(record))]
     for top, bottom in RATIOS:
         name = f"{top}/{bottom}"
-        values = {f"{r['rows']} rows c={r['concurrency']}": r["value"] for r in record["ratios"] if r["ratio"] == name}
+        values = {
+            f"{r['rows']} rows c={r['concurrency']}": r["value"]
+            for r in record["ratios"]
+            if r["ratio"] == name
+        }
         if values:
             lines.append(
-                f"| {name} | " + " | ".join(f"{values.get(col, '-')}" for col in _ratio_columns(record)) + " |"
+                f"| {name} | "
+                + " | ".join(f"{values.get(col, '-')}" for col in _ratio_columns(record))
+                + " |"
             )
     lines += ["", "Targets (issue 8):", ""]
     for check in record["targets"]:

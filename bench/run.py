@@ -39,7 +39,9 @@ README_BEGIN, README_END = "<!-- bench:latest:begin -->", "<!-- bench:latest:end
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s cells, no warm-up, c=1,8, 1 row")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 s cells, no warm-up, c=1,8, 1 row"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
     parser.add_argument("--systems", default="a,b,c,d", help="subset of a,b,c,d")
     parser.add_argument("--rows", default=None, help="body sizes (default 1,100,1000)")
@@ -61,7 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     quick = args.quick
     args.systems = [s for s in args.systems.split(",") if s]
-    if not set(args.systems) <= set(report.SYSTEMS) or ("d" in args.systems and "c" not in args.systems):
+    if not set(args.systems) <= set(report.SYSTEMS) or (
+        "d" in args.systems and "c" not in args.systems
+    ):
         parser.error("--systems takes a,b,c,d; d needs c (the gateway proxies to it)")
     args.rows = _ints(args.rows or ("1" if quick else "1,100,1000"))
     args.concurrency = _ints(args.concurrency or ("1,8" if quick else "1,8,32"))
@@ -130,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     record["targets"] = report.targets(record["cells"])
     stem = f"{started:%Y-%m-%d-%H%M}-{socket.gethostname()}" + ("-quick" if args.quick else "")
     paths = report.write(record, args.out, stem)
-    if not args.quick and args.out.resolve() == DEFAULT_OUT and args.systems == list(report.SYSTEMS):
+    if (
+        not args.quick
+        and args.out.resolve() == DEFAULT_OUT
+        and args.systems == list(report.SYSTEMS)
+    ):
         update_readme(paths)
     print(report.markdown(record))
     print(report.headline(record))
