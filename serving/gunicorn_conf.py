@@ -3,6 +3,8 @@
 Values come from the typed settings (SERVING_* variables), never from a copy of this file.
 """
 
+import os
+
 from prometheus_client import multiprocess
 
 from serving.settings import load_settings
@@ -25,6 +27,14 @@ accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
 proc_name = "model-server"
+
+# One native thread per worker: each worker is one process on one core, and the processes are
+# the parallelism. With OpenMP's default (one thread per core) every HistGradientBoosting
+# predict starts a team whose idle threads then spin, burning CPU the other worker, nginx and
+# the client need (bench/README.md, tuning log). Set before numpy and scikit-learn load, which
+# is when the runtimes read it; a value set by the operator wins.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 # Import the heavy libraries once in the master: forked workers start with them loaded, which
 # keeps the window of a graceful reload short. The model itself is loaded per worker.

@@ -1,0 +1,73 @@
+"""`python -m bench.run --quick`: the benchmark still runs end to end and writes sane results.
+
+No timing is asserted (issue 8: targets belong to the benchmark, never to tests); the test
+checks that every system answered, the files exist, the numbers are consistent, the four
+systems predicted the same, and no process was left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from support import ROOT
+
+SYSTEMS = {"a", "b", "c", "d"}
+
+
+def _cmdlines_containing(text: str) -> list[str]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                cmdline = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(cmdline)
+    return found
+
+
+def test_quick_benchmark_writes_sane_results(tmp_path):
+    out = tmp_path / "results"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out), "--keep-workdir"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    kept = next(
+        line.split(" kept in ")[1].strip()
+        for line in result.stdout.splitlines()
+        if " kept in " in line
+    )
+    try:
+        assert _cmdlines_containing(kept) == [], "a benchmark process outlived the run"
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+
+    (record_path,) = out.glob("*-quick.json")
+    record = json.loads(record_path.read_text())
+    assert record_path.with_suffix(".md").read_text().startswith("Run ")
+    assert record_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    cells = record["cells"]
+    assert {cell["system"] for cell in cells} == SYSTEMS
+    assert {(cell["rows"], cell["concurrency"]) for cell in cells} == {(1, 1), (1, 8)}
+    for cell in cells:
+        assert cell["errors"] == 0, cell
+        assert cell["ok"] == cell["requests"] > 0, cell
+        assert cell["req_per_s"] > 0 and cell["rows_per_s"] == cell["req_per_s"], cell
+        assert 0 < cell["p50_ms"] <= cell["p90_ms"] <= cell["p99_ms"] <= cell["max_ms"], cell
+        assert cell["cpu_s_per_1000_req"] is not None and cell["cpu_s_per_1000_req"] > 0, cell
+    assert record["checks"]["same_predictions"], record["checks"]
+    assert {r["ratio"] for r in record["ratios"]} == {"c/b", "d/b", "d/c", "d/a"}
+    assert all(r["value"] > 0 for r in record["ratios"])
+    assert record["machine"]["cores"] >= 1 and record["versions"]["wrk"].startswith("wrk")
+    assert "ratios (rows/s):" in result.stdout and "d/b:" in result.stdout
