@@ -86,11 +86,11 @@ promote: venv ## Promote the newest version to @champion if better (ARGS="--vers
 .PHONY: lint
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check training serving tests nginx apex
+	$(VENV)/bin/ruff format --check training serving tests nginx apex bench
 
 .PHONY: format
 format: venv ## Format the Python code
-	$(VENV)/bin/ruff format training serving tests nginx apex
+	$(VENV)/bin/ruff format training serving tests nginx apex bench
 	$(VENV)/bin/ruff check --fix .
 
 TOOLS_VENV := .local/venv-tools
@@ -118,6 +118,10 @@ test: system-deps venv deploy-tools ## Run the whole test suite (unit, integrati
 .PHONY: test-unit
 test-unit: venv ## Run only the unit tests (no processes)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: bench
+bench: system-deps venv ## Benchmark Flask, mlflow models serve, the model server and the gateway (~10 min; bench/README.md)
+	$(PY) -m bench.run
 
 .PHONY: images
 images: venv ## Build every container image (podman + Debian stand-ins when there is no Docker engine)
