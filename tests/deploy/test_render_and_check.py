@@ -68,8 +68,7 @@ def dockerfiles() -> list:
 
 def test_checkov_dockerfiles():
     found = dockerfiles()
-    if not found:
-        pytest.skip("no Dockerfile in the repository yet (the containers issue adds them)")
+    assert found, "no Dockerfile found in the repository"
     for path in found:
         report = run_checkov(["-f", str(path), "--framework", "dockerfile"])
         assert failures(report) == [], path

@@ -151,7 +151,8 @@ def test_alias_move_swaps_without_a_failed_request(trained_registry, follower):
             40,
             "all responses from version 2",
         )
-        time.sleep(1)  # a little traffic after the swap completed
+        seen = len(client.results)  # a little traffic after the swap completed
+        wait_until(lambda: len(client.results) > seen + 20, 10, "traffic after the swap")
     assert client.failures == [], client.failures[:5]
     assert client.rate() >= 20, f"the client only reached {client.rate():.1f} requests/s"
     last_old = max(started for started, _, version in client.results if version == "1")
