@@ -17,7 +17,7 @@ export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
 help: ## Show this help
 	@echo "Credit-risk model serving: MLflow -> gunicorn -> nginx -> Oracle APEX"
 	@echo
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
 	@echo
 	@echo "Quick start: make up, then make test."
@@ -44,7 +44,7 @@ system-deps: ## Install the Debian/Ubuntu packages (nginx, openssl, wrk) if miss
 	fi
 
 .PHONY: up
-up: system-deps venv ## Start the native stack (MLflow UI on :5000), train and promote if needed
+up: system-deps venv ## Start the native stack: MLflow :5000, model server :8080, gateway https :8443
 	@$(PY) -m serving.localstack up
 
 .PHONY: down
