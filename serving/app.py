@@ -98,7 +98,6 @@ def install_predict_hook(loaded: LoadedModel) -> None:
     the context, which holds the same object).
     """
     from mlflow.exceptions import MlflowException
-    from pandas.api.types import infer_dtype
 
     model = loaded.pyfunc
     original = model.predict
@@ -110,53 +109,9 @@ def install_predict_hook(loaded: LoadedModel) -> None:
         context = _current.get(None)
         if context is not None:
             context.predict_called = True
-        columns = getattr(data, "columns", None)
-        if columns is not None and known:
-            if len(data) == 0:
-                raise _reported(
-                    context, ApiError(400, "empty_input", "the request holds no rows to score")
-                )
-            if not columns.is_unique:
-                raise _reported(
-                    context, ApiError(400, "duplicate_columns", "each column may appear only once")
-                )
-            unknown = [c for c in columns if not isinstance(c, str) or c not in known]
-            if unknown:
-                raise _reported(
-                    context,
-                    ApiError(
-                        400,
-                        "unknown_columns",
-                        f"{len(unknown)} column(s) are not in the model's input schema; expected "
-                        f"columns: {', '.join(spec['name'] for spec in loaded.inputs)}",
-                    ),
-                )
-            # MLflow checks a string column's dtype, not its values: an object or a number
-            # there would reach the model and fail inside it.
-            not_text = [
-                c
-                for c in text_columns
-                if c in columns and infer_dtype(data[c], skipna=True) not in ("string", "empty")
-            ]
-            if not_text:
-                raise _reported(
-                    context,
-                    ApiError(
-                        400,
-                        "invalid_type",
-                        f"column(s) must hold text values: {', '.join(not_text)}",
-                    ),
-                )
-            nulls = [c for c in required if c in columns and data[c].isna().any()]
-            if nulls:
-                raise _reported(
-                    context,
-                    ApiError(
-                        400,
-                        "null_in_required_column",
-                        f"required column(s) hold null: {', '.join(nulls)}",
-                    ),
-                )
+        problem = input_problem(data, loaded.inputs, known, required, text_columns)
+        if problem is not None:
+            raise _reported(context, problem)
         try:
             result = original(data, params=params)
         except MlflowException as error:
@@ -180,6 +135,49 @@ def install_predict_hook(loaded: LoadedModel) -> None:
         return result
 
     model.predict = predict
+
+
+def input_problem(data, inputs: list[dict], known: set, required: list, text_columns: list):
+    """What MLflow's schema enforcement lets through but the model cannot take, as a 400.
+
+    Checked on the parsed frame: no rows, repeated or unknown column names (MLflow drops unknown
+    columns silently, which hides a typo), non-text values in text columns (MLflow checks the
+    column's dtype, not its values, so an object or a number would fail inside the model), and
+    nulls in required columns (MLflow lets them through).
+    """
+    from pandas.api.types import infer_dtype
+
+    columns = getattr(data, "columns", None)
+    if columns is None or not known:
+        return None
+    if len(data) == 0:
+        return ApiError(400, "empty_input", "the request holds no rows to score")
+    if not columns.is_unique:
+        return ApiError(400, "duplicate_columns", "each column may appear only once")
+    unknown = [c for c in columns if not isinstance(c, str) or c not in known]
+    if unknown:
+        expected = ", ".join(spec["name"] for spec in inputs)
+        return ApiError(
+            400,
+            "unknown_columns",
+            f"{len(unknown)} column(s) are not in the "
+            f"model's input schema; expected columns: {expected}",
+        )
+    not_text = [
+        c
+        for c in text_columns
+        if c in columns and infer_dtype(data[c], skipna=True) not in ("string", "empty")
+    ]
+    if not_text:
+        return ApiError(
+            400, "invalid_type", f"column(s) must hold text values: {', '.join(not_text)}"
+        )
+    nulls = [c for c in required if c in columns and data[c].isna().any()]
+    if nulls:
+        return ApiError(
+            400, "null_in_required_column", f"required column(s) hold null: {', '.join(nulls)}"
+        )
+    return None
 
 
 def _reported(context: RequestContext | None, error: ApiError) -> ApiError:
