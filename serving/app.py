@@ -46,6 +46,7 @@ class RequestContext:
     """Per-request facts the predict hook reports back to the wrapper."""
 
     request_id: str
+    headers: dict[bytes, bytes] = field(default_factory=dict)
     error: ApiError | None = None
     rows: int = 0
     predict_called: bool = False
@@ -220,7 +221,7 @@ class ServingApp:
         headers = dict(scope["headers"])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        context = RequestContext(request_id)
+        context = RequestContext(request_id, headers)
         token = _current.set(context)
         status = 500
         started = time.perf_counter()
@@ -301,7 +302,7 @@ class ServingApp:
                 ),
             )
             return
-        headers = dict(scope["headers"])
+        headers = context.headers
         if not headers.get(b"content-type", b"").strip():
             await self.send_error(
                 send,

@@ -187,13 +187,14 @@ def test_tls_is_verified_against_the_gateway_ca(gateway_stack):
         requests.get(f"{gateway_stack.url}/model", timeout=10, verify=True)
 
 
-def test_model_endpoint_names_the_version_and_columns(gateway_stack):
-    response = requests.get(
-        f"{gateway_stack.url}/model",
-        headers={"X-API-Key": gateway_stack.api_key},
-        verify=gateway_stack.ca_cert,
-        timeout=30,
+def get_with_key(stack, path: str) -> requests.Response:
+    return requests.get(
+        f"{stack.url}{path}", headers={"X-API-Key": stack.api_key}, verify=stack.ca_cert, timeout=30
     )
+
+
+def test_model_endpoint_names_the_version_and_columns(gateway_stack):
+    response = get_with_key(gateway_stack, "/model")
     assert response.status_code == 200, response.text
     info = response.json()
     assert [column["name"] for column in info["inputs"]] == [column.name for column in COLUMNS]
@@ -202,12 +203,7 @@ def test_model_endpoint_names_the_version_and_columns(gateway_stack):
 
 
 def test_gateway_serves_the_generated_openapi(gateway_stack):
-    response = requests.get(
-        f"{gateway_stack.url}/openapi.json",
-        headers={"X-API-Key": gateway_stack.api_key},
-        verify=gateway_stack.ca_cert,
-        timeout=30,
-    )
+    response = get_with_key(gateway_stack, "/openapi.json")
     assert response.status_code == 200, response.text
     served = response.json()
     committed = json.loads((ROOT / "apex" / "generated" / "openapi.json").read_text())

@@ -221,13 +221,7 @@ def test_rate_limit_is_429_json_with_retry_after(gateway_stack, tls_dir, tmp_pat
     try:
         statuses = []
         for _ in range(15):
-            response = requests.post(
-                f"{gateway.url}/invocations",
-                json=PAYLOAD,
-                timeout=10,
-                headers={"X-API-Key": gateway_stack.api_key},
-                verify=gateway.ca_cert,
-            )
+            response = call(gateway, key=gateway_stack.api_key)  # a Gateway has url and ca_cert
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert_json_error(response, 429, "rate_limited")
@@ -242,13 +236,7 @@ def test_model_server_down_is_503_json(gateway_stack, tls_dir, tmp_path):
         tmp_path / "orphan", tls_dir, gateway_stack.gateway.keys_file, f"127.0.0.1:{free_port()}"
     ).start()
     try:
-        response = requests.post(
-            f"{gateway.url}/invocations",
-            json=PAYLOAD,
-            timeout=10,
-            headers={"X-API-Key": gateway_stack.api_key},
-            verify=gateway.ca_cert,
-        )
+        response = call(gateway, key=gateway_stack.api_key)
         assert_json_error(response, 503, "unavailable")
         assert response.headers["Retry-After"]
         health = requests.get(f"{gateway.url}/healthz", timeout=10, verify=gateway.ca_cert)
