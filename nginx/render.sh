@@ -36,6 +36,15 @@ export GATEWAY_ERROR_LOG="${GATEWAY_ERROR_LOG:-$GATEWAY_RUNTIME_DIR/error.log}"
 export GATEWAY_MLFLOW_PORT="${GATEWAY_MLFLOW_PORT:-8444}"
 export MLFLOW_UPSTREAM="${MLFLOW_UPSTREAM:-}"
 export GATEWAY_RUNTIME_DIR TLS_CERT_FILE TLS_KEY_FILE API_KEYS_FILE
+# Started as root (the native stack on a CI machine), nginx would drop its workers to "nobody",
+# which cannot read the clone when it sits in a private directory (mode 700, as mktemp makes).
+# Workers then keep the invoking user, as they do for every non-root start; containers and
+# Kubernetes run as uid 10001 and never take this branch.
+if [ "$(id -u)" = 0 ]; then
+  export GATEWAY_USER_DIRECTIVE="user root;"
+else
+  export GATEWAY_USER_DIRECTIVE=""
+fi
 # 443 is implied by https://; any other public port must appear in redirects.
 if [ "$GATEWAY_PUBLIC_HTTPS_PORT" = 443 ]; then
   export GATEWAY_PUBLIC_HTTPS_SUFFIX=""
@@ -48,7 +57,7 @@ ${GATEWAY_SERVER_NAME} ${GATEWAY_PUBLIC_HTTPS_SUFFIX} ${MODEL_SERVER_ADDR} ${TLS
 ${TLS_KEY_FILE} ${API_KEYS_FILE} ${GATEWAY_MAX_BODY_SIZE} ${GATEWAY_UPSTREAM_TIMEOUT}
 ${GATEWAY_RATE_PER_KEY} ${GATEWAY_BURST_PER_KEY} ${GATEWAY_RATE_PER_ADDRESS}
 ${GATEWAY_BURST_PER_ADDRESS} ${GATEWAY_STATIC_DIR} ${GATEWAY_ACCESS_LOG} ${GATEWAY_ERROR_LOG}
-${GATEWAY_MLFLOW_PORT} ${MLFLOW_UPSTREAM}'
+${GATEWAY_MLFLOW_PORT} ${MLFLOW_UPSTREAM} ${GATEWAY_USER_DIRECTIVE}'
 
 # Render into a fresh directory and swap it in, so a running nginx never sees half a config.
 staging="$GATEWAY_RUNTIME_DIR/.render.$$"
@@ -69,12 +78,4 @@ rmdir "$staging"
 for temp in client_body proxy fastcgi uwsgi scgi; do
   mkdir -p "$GATEWAY_RUNTIME_DIR/$temp"
 done
-# Run as root (the native stack on a CI machine), nginx's workers drop to "nobody", which must
-# be able to write the temp directories.
-if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
-  for temp in client_body proxy fastcgi uwsgi scgi; do
-    chown nobody "$GATEWAY_RUNTIME_DIR/$temp"
-  done
-fi
-
 nginx -q -t -p "$GATEWAY_RUNTIME_DIR" -c "$GATEWAY_RUNTIME_DIR/nginx.conf" -e stderr
