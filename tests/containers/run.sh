@@ -116,6 +116,11 @@ set -a
 . "$work/.env"
 set +a
 
+# A check that was killed before its teardown leaves its containers and volumes behind; the old
+# PostgreSQL volume would keep the old password and refuse the new one. Start from nothing.
+timeout 180 "${compose[@]}" -p "$project" "${files[@]}" down -v -t 10 >"$work/stale.log" 2>&1 \
+  || { echo "containers: removing a stale stack failed:"; tail -20 "$work/stale.log"; exit 1; }
+
 echo "containers: building images"
 build_start=$(date +%s)
 timeout 1500 "${compose[@]}" -p "$project" "${files[@]}" build >"$work/build.log" 2>&1 \
