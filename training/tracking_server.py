@@ -1,6 +1,6 @@
 """`python -m training.tracking_server`: start the MLflow tracking server of the container stack.
 
-What the image runs (training/mlflow-server.Dockerfile). It turns TRACKING_* settings into what
+What the image runs (training/Dockerfile, target mlflow). It turns TRACKING_* settings into what
 `mlflow server` wants, so no password ever appears on a command line or in the image:
 
 1. creates the auth database on the PostgreSQL server if it is missing (the tracking store and

@@ -50,24 +50,23 @@ class Stack:
             [*self.compose, *args], capture_output=True, text=True, timeout=timeout, check=False
         )
 
-    def container(self, service: str) -> str:
-        """The id of the service's (only) container, running or exited."""
-        out = subprocess.run(
-            [
-                self.engine,
-                "ps",
-                "-a",
-                "-q",
-                "--filter",
-                f"label=com.docker.compose.project={self.project}",
-                "--filter",
-                f"label=com.docker.compose.service={service}",
-            ],
+    def containers(self, service: str | None = None) -> list[str]:
+        """Ids of the project's containers (of one service if given), running or exited."""
+        labels = [f"com.docker.compose.project={self.project}"]
+        if service:
+            labels.append(f"com.docker.compose.service={service}")
+        filters = [arg for label in labels for arg in ("--filter", f"label={label}")]
+        return subprocess.run(
+            [self.engine, "ps", "-a", "-q", *filters],
             capture_output=True,
             text=True,
             timeout=30,
             check=True,
         ).stdout.split()
+
+    def container(self, service: str) -> str:
+        """The id of the service's (only) container."""
+        out = self.containers(service)
         assert len(out) == 1, f"{service}: expected one container, found {out}"
         return out[0]
 
@@ -134,18 +133,5 @@ def stack():
     finally:
         down = running.run("down", "-v", "-t", "10", timeout=300)
         assert down.returncode == 0, f"compose down failed:\n{down.stderr[-2000:]}"
-        left = subprocess.run(
-            [
-                running.engine,
-                "ps",
-                "-a",
-                "-q",
-                "--filter",
-                f"label=com.docker.compose.project={running.project}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.split()
+        left = running.containers()
         assert not left, f"containers left behind: {left}"

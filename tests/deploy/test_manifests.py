@@ -333,14 +333,25 @@ def test_reload_command_agrees_with_nginx_readme():
     assert all(command in script for command in commands), commands
 
 
-def dockerfile_env(path) -> dict[str, str]:
-    """Names and values an image sets with ENV (continuation lines included)."""
+def dockerfile_env(path, target: str | None = None) -> dict[str, str]:
+    """Names and values an image sets with ENV (continuation lines included): those of the
+    stage `target` (default: the last) and of the stages it is built FROM."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())
-    env = {}
+    stages: dict[str, tuple[str, dict[str, str]]] = {}  # name: (parent, its own ENV)
+    name = None
     for line in text.splitlines():
-        if line.startswith("ENV "):
-            env.update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", line))
-    return env
+        stage = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if stage:
+            name = stage.group(2) or f"#{len(stages)}"
+            stages[name] = (stage.group(1), {})
+        elif line.startswith("ENV ") and name:
+            stages[name][1].update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", line))
+    chain, name = [], target or name
+    while name in stages:
+        chain.append(stages[name][1])
+        name = stages[name][0]
+    assert chain, f"{path}: no stage {target}"
+    return {k: v for env in reversed(chain) for k, v in env.items()}
 
 
 def test_compose_agrees_with_k8s(rendered):
@@ -354,7 +365,8 @@ def test_compose_agrees_with_k8s(rendered):
         compose_env = services[service].get("environment") or {}
         if isinstance(compose_env, list):
             compose_env = dict(item.partition("=")[::2] for item in compose_env)
-        image_env = dockerfile_env(REPO / services[service]["build"]["dockerfile"])
+        build = services[service]["build"]
+        image_env = dockerfile_env(REPO / build["dockerfile"], build.get("target"))
         seen = {**image_env, **{k: str(v) for k, v in compose_env.items()}}
         k8s_env = container_env(objects, _pod(objects, deployment)["containers"][0])
         shared = {k for k in k8s_env if k.startswith(("SERVING_", "GATEWAY_"))}
