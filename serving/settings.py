@@ -8,26 +8,28 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common import facts
+
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
 class ServingSettings(BaseSettings):
     """Everything the model server can be told; every field has a SERVING_ variable."""
 
-    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SERVING_", extra="ignore", env_ignore_empty=True)
 
     model_uri: str = Field(
-        "models:/credit-risk@champion",
+        facts.MODEL_URI,
         description="Registry URI: models:/<name>@<alias> follows the alias, "
         "models:/<name>/<version> pins a version.",
     )
     tracking_uri: str = Field(
-        "http://127.0.0.1:5000",
+        f"http://127.0.0.1:{facts.MLFLOW_PORT}",
         validation_alias=AliasChoices("SERVING_TRACKING_URI", "MLFLOW_TRACKING_URI"),
         description="MLflow tracking server that holds the registry.",
     )
     host: str = Field("127.0.0.1", description="Address to bind; 0.0.0.0 inside a container.")
-    port: int = Field(8080, ge=1, le=65535, description="Port to bind.")
+    port: int = Field(facts.MODEL_SERVER_PORT, ge=1, le=65535, description="Port to bind.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
     request_timeout: float = Field(
         30.0, gt=0, le=600, description="Seconds a prediction may take before a 504."
@@ -47,7 +49,7 @@ class ServingSettings(BaseSettings):
         description="prometheus_client multiprocess files; emptied at start (tmpfs in containers).",
     )
     max_body_bytes: int = Field(
-        8 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+        facts.MAX_BODY_BYTES, ge=1024, description="Largest request body accepted (413 above)."
     )
     keepalive: int = Field(
         75, ge=1, le=3600, description="Idle keep-alive seconds; longer than the gateway's."

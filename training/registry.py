@@ -7,10 +7,19 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 
-DEFAULT_MODEL_NAME = "credit-risk"
-DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+from common.facts import CHALLENGER, CHAMPION, MLFLOW_PORT, MODEL_NAME
+
+DEFAULT_MODEL_NAME = MODEL_NAME
+DEFAULT_TRACKING_URI = f"http://127.0.0.1:{MLFLOW_PORT}"
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "DEFAULT_MODEL_NAME",
+    "DEFAULT_TRACKING_URI",
+    "CliError",
+    "cli_main",
+    "configure_client",
+]
 
 # MLflow's client retries an unreachable server for minutes by default; a person at a terminal
 # wants to hear within seconds that the server is down. Callers can still override both.

@@ -1,0 +1,108 @@
+"""The facts several components must agree on, each defined here once.
+
+A fact that only one component uses lives in that component's typed settings (for example the
+model server's worker count in serving/settings.py). What is here is read by more than one:
+the model server and the gateway both enforce the body limit; the trainer registers the model
+name that the model server follows; the gateway proxies to the model server's port; every
+process of one Container Instance or pod shares one localhost, so no two may bind the same
+port.
+
+Everything else derives these values: the typed settings import them, `nginx/defaults.env`
+is generated from them (`python -m common.facts --write`, checked by a test), and the tests of
+the deployment files compute what the YAML must say from here, never from a second literal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+# --- the registered model ---------------------------------------------------------------------
+MODEL_NAME = "credit-risk"
+"""Registered model name: what training registers, serving follows and APEX is generated for."""
+CHAMPION = "champion"
+"""Registry alias of the version that serves traffic."""
+CHALLENGER = "challenger"
+"""Registry alias of the last evaluated candidate that was not promoted."""
+MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
+"""What the model server follows unless told otherwise."""
+
+# --- request limits -----------------------------------------------------------------------------
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest request body (HTTP 413 above), at the gateway, the model server and in APEX."""
+
+# --- ports: one plan for every shape (native, compose, Kubernetes pod, Container Instance) ------
+# The gateway and the model server share one localhost in a Container Instance and natively,
+# so the plan gives each listener its own number; a test checks every shape against it.
+MLFLOW_PORT = 5000
+"""MLflow tracking server and UI."""
+MODEL_SERVER_PORT = 8080
+"""Model server (gunicorn), plain HTTP, reached only by the gateway."""
+GATEWAY_HTTPS_PORT = 8443
+"""Gateway API over TLS: the one public door."""
+GATEWAY_MLFLOW_PORT = 8444
+"""Gateway's TLS front of the MLflow UI (compose and Kubernetes)."""
+GATEWAY_HTTP_PORT = 8000
+"""Gateway's plain HTTP listener: redirects to https."""
+
+PORTS = {
+    "mlflow": MLFLOW_PORT,
+    "model-server": MODEL_SERVER_PORT,
+    "gateway-https": GATEWAY_HTTPS_PORT,
+    "gateway-mlflow": GATEWAY_MLFLOW_PORT,
+    "gateway-http": GATEWAY_HTTP_PORT,
+}
+
+
+def nginx_size(size_bytes: int) -> str:
+    """A byte count as nginx writes sizes (`8m`, `512k`, or plain bytes)."""
+    for suffix, unit in (("m", 2**20), ("k", 2**10)):
+        if size_bytes % unit == 0:
+            return f"{size_bytes // unit}{suffix}"
+    return str(size_bytes)
+
+
+def gateway_defaults() -> dict[str, str]:
+    """The gateway's defaults that come from these facts (nginx/render.sh reads them)."""
+    return {
+        "GATEWAY_HTTPS_PORT": str(GATEWAY_HTTPS_PORT),
+        "GATEWAY_HTTP_PORT": str(GATEWAY_HTTP_PORT),
+        "GATEWAY_MLFLOW_PORT": str(GATEWAY_MLFLOW_PORT),
+        "GATEWAY_MAX_BODY_SIZE": nginx_size(MAX_BODY_BYTES),
+        "MODEL_SERVER_PORT": str(MODEL_SERVER_PORT),
+        "MLFLOW_PORT": str(MLFLOW_PORT),
+    }
+
+
+GATEWAY_DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "nginx" / "defaults.env"
+
+
+def render_gateway_defaults() -> str:
+    """The text of nginx/defaults.env."""
+    lines = [
+        "# Generated from common/facts.py by `python -m common.facts --write`; do not edit.",
+        "# nginx/render.sh reads it for every variable the environment leaves unset or empty.",
+    ]
+    lines += [f"{name}={value}" for name, value in gateway_defaults().items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m common.facts", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--write", action="store_true", help="regenerate nginx/defaults.env")
+    args = parser.parse_args(argv)
+    if args.write:
+        GATEWAY_DEFAULTS_FILE.write_text(render_gateway_defaults())
+        print(f"wrote {GATEWAY_DEFAULTS_FILE}")
+    else:
+        for name, value in {"MODEL_NAME": MODEL_NAME, "MODEL_URI": MODEL_URI,
+                            "MAX_BODY_BYTES": MAX_BODY_BYTES, **PORTS}.items():  # fmt: skip
+            print(f"{name:16} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
