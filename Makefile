@@ -45,15 +45,15 @@ system-deps: ## Install the Debian/Ubuntu packages (nginx, openssl, wrk) if miss
 
 .PHONY: up
 up: system-deps venv ## Start the native stack: MLflow :5000, model server :8080, gateway https :8443
-	@$(PY) -m serving.localstack up
+	@$(PY) -m stack.local up
 
 .PHONY: down
 down: ## Stop the native stack
-	@[ -x $(PY) ] && $(PY) -m serving.localstack down || true
+	@[ -x $(PY) ] && $(PY) -m stack.local down || true
 
 .PHONY: status
 status: venv ## Show which services of the native stack are healthy
-	@$(PY) -m serving.localstack status
+	@$(PY) -m stack.local status
 
 .PHONY: certs
 certs: ## Create the development CA and server certificate in .local/tls (TLS_HOSTNAME=... adds a SAN)
@@ -86,11 +86,11 @@ promote: venv ## Promote the newest version to @champion if better (ARGS="--vers
 .PHONY: lint
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check training serving tests nginx apex bench
+	$(VENV)/bin/ruff format --check training serving tests nginx apex bench common stack tracking oci
 
 .PHONY: format
 format: venv ## Format the Python code
-	$(VENV)/bin/ruff format training serving tests nginx apex bench
+	$(VENV)/bin/ruff format training serving tests nginx apex bench common stack tracking oci
 	$(VENV)/bin/ruff check --fix .
 
 TOOLS_VENV := .local/venv-tools

@@ -1,22 +1,18 @@
-"""Start and stop the systems under test, reusing the test suite's process helpers.
+"""Start and stop the systems under test with the stack's own process helpers.
 
-The helpers come from `tests/support.py` on purpose: the benchmark then starts the mlflow
-server, the model server and nginx exactly as the integration tests do (free ports, readiness
-polled with a deadline, whole process group stopped), with no second copy to drift apart.
+The helpers come from `stack/` on purpose: the benchmark then starts the mlflow server, the
+model server and nginx exactly as the integration tests and `make up` do (free ports,
+readiness polled with a deadline, whole process group stopped), with no second copy to drift.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "tests") not in sys.path:
-    sys.path.append(str(ROOT / "tests"))
-
-from support import (  # noqa: E402  (tests/ is not a package; see the docstring)
+from common.facts import CHAMPION, MODEL_NAME
+from stack.services import (
     PYTHON,
     Gateway,
     MlflowServer,
@@ -44,7 +40,6 @@ __all__ = [
     "tail",
 ]
 
-MODEL_NAME = "credit-risk"
 # The benchmark must never be throttled by the gateway; production keeps 100 r/s per key and
 # 200 r/s per address (nginx/render.sh).
 UNTHROTTLED = {
@@ -153,7 +148,7 @@ def start_mlflow_serve(workdir: Path, tracking_uri: str, version: str) -> System
 
 def start_model_server(workdir: Path, tracking_uri: str, env: dict[str, str]) -> System:
     """(c) The project's model server on @champion, with its own defaults unless `env` says."""
-    server = ModelServer(workdir / "model-server", tracking_uri, f"models:/{MODEL_NAME}@champion")
+    server = ModelServer(workdir / "model-server", tracking_uri, f"models:/{MODEL_NAME}@{CHAMPION}")
     # ModelServer is tuned for tests (2 workers, 1 s alias polling); the benchmark measures the
     # settings' defaults, so drop those two and apply only what the caller sets.
     for name in ("SERVING_WORKERS", "SERVING_POLL_INTERVAL"):

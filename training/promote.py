@@ -153,11 +153,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="minimum ROC AUC when there is no champion (default 0.65)",
     )
     parser.add_argument("--force", action="store_true", help="skip the metric test")
-    parser.add_argument(
-        "--if-no-champion",
-        action="store_true",
-        help="do nothing (exit 0) when the model already has a champion",
-    )
     return parser.parse_args(argv)
 
 
@@ -169,9 +164,6 @@ def main(argv: list[str] | None = None) -> int:
 
     client = MlflowClient()
     champion = _alias_version(client, args.model_name, CHAMPION)
-    if args.if_no_champion and champion is not None:
-        print(f"promote: {args.model_name}@{CHAMPION} is version {champion.version}; nothing to do")
-        return 0
     candidate = _candidate(client, args)
     if champion is not None and champion.version == candidate.version:
         print(f"promote: {args.model_name} version {candidate.version} is already @{CHAMPION}")

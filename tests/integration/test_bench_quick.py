@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import ROOT
+from stack.services import ROOT
 
 SYSTEMS = {"a", "b", "c", "d"}
 

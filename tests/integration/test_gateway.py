@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import ROOT, Gateway, free_port, keys_cli, wait_until
+
+from stack.services import ROOT, Gateway, free_port, keys_cli, wait_until
 
 PAYLOAD = json.loads((ROOT / "tests" / "testdata" / "predict-one.json").read_text())
 SPLIT = json.loads((ROOT / "tests" / "testdata" / "predict-split.json").read_text())

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-from support import ModelServer
 
+from stack.services import ModelServer
 from training.data import TARGET, generate_credit_data
 
 MODEL_URI = "models:/credit-risk@champion"

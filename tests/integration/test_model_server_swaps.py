@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from support import MlflowServer, ModelServer, run_cli, wait_until
 
+from stack.services import MlflowServer, ModelServer, run_cli, wait_until
 from training.data import TARGET, generate_credit_data
 
 MODEL = "credit-risk"

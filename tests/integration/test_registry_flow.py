@@ -8,7 +8,8 @@ import json
 
 import pytest
 from mlflow import MlflowClient
-from support import run_cli
+
+from stack.services import run_cli
 
 MODEL = "credit-risk"
 

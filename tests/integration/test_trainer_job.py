@@ -1,7 +1,8 @@
 """The trainer container's job (`python -m training.job`) against a real mlflow server."""
 
 from mlflow import MlflowClient
-from support import run_cli
+
+from stack.services import run_cli
 
 MODEL = "credit-risk"
 

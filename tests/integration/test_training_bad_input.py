@@ -2,7 +2,8 @@
 
 import pytest
 from mlflow import MlflowClient
-from support import MlflowServer, run_cli
+
+from stack.services import MlflowServer, run_cli
 
 MODEL = "credit-risk"
 

@@ -1,8 +1,8 @@
 """The native stack behind `make up` / `make down`: processes on 127.0.0.1, no containers.
 
-    python -m serving.localstack up      # start what is not running, wait until healthy
-    python -m serving.localstack down    # stop everything this started
-    python -m serving.localstack status
+    python -m stack.local up      # start what is not running, wait until healthy
+    python -m stack.local down    # stop everything this started
+    python -m stack.local status
 
 State lives in `.local/` (pid files, logs, generated config) and the MLflow store in `mlruns/`
 (SQLite registry `mlruns/mlflow.db`, artifacts `mlruns/artifacts/`).
@@ -310,7 +310,7 @@ def status() -> int:
 def main(argv: list[str]) -> int:
     commands = {"up": up, "down": down, "status": status}
     if len(argv) != 1 or argv[0] not in commands:
-        print("usage: python -m serving.localstack up|down|status", file=sys.stderr)
+        print("usage: python -m stack.local up|down|status", file=sys.stderr)
         return 2
     return commands[argv[0]]() or 0
 

@@ -1,7 +1,7 @@
-"""`python -m training.tracking_server`: start the MLflow tracking server of the container stack.
+"""`python -m tracking`: start the MLflow tracking server of the container stack.
 
-What the image runs (training/Dockerfile, target mlflow). It turns TRACKING_* settings into what
-`mlflow server` wants, so no password ever appears on a command line or in the image:
+What the image runs (images/python.Dockerfile, target mlflow). It turns TRACKING_* settings into
+what `mlflow server` wants, so no password ever appears on a command line or in the image:
 
 1. creates the auth database on the PostgreSQL server if it is missing (the tracking store and
    the basic-auth user store keep separate databases and separate migrations);
@@ -27,8 +27,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -157,27 +155,6 @@ def ensure_users(settings: TrackingServerSettings) -> None:
         except MlflowException as error:
             raise SystemExit(f"tracking server: user {username}: {error.message}") from None
         print(f"tracking server: user {username}: {done}", flush=True)
-
-
-def wait_until_up(tracking_uri: str, timeout: float) -> None:
-    """Poll the tracking server's unauthenticated /health until it answers 200 or time runs out.
-
-    For the one-shot jobs of the compose stack: `depends_on: condition: service_healthy` is
-    not enforced by every compose implementation (podman-compose with podman < 4.6 skips it).
-    """
-    url = tracking_uri.rstrip("/") + "/health"
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (http(s) from settings)
-                if response.status == 200:
-                    return
-                last = f"HTTP {response.status}"
-        except (urllib.error.URLError, OSError) as error:
-            last = str(error)
-        time.sleep(2)
-    raise SystemExit(f"tracking server {tracking_uri} not up after {timeout:.0f}s: {last}")
 
 
 def main() -> int:

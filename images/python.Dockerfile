@@ -1,32 +1,29 @@
 # The project's three Python images, one target each, built from the repository root:
-#   docker build -f training/Dockerfile --target trainer      -t credit-risk/trainer .
-#   docker build -f training/Dockerfile --target mlflow       -t credit-risk/mlflow .
-#   docker build -f training/Dockerfile --target model-server -t credit-risk/model-server .
-# One file because the three share one virtualenv (the project and its dependencies) and one
-# runtime base: the dependencies are installed once for all three and cannot drift apart.
+#   docker build -f images/python.Dockerfile --target trainer      -t credit-risk/trainer .
+#   docker build -f images/python.Dockerfile --target mlflow       -t credit-risk/mlflow .
+#   docker build -f images/python.Dockerfile --target model-server -t credit-risk/model-server .
+# One file because the three share one virtualenv of dependencies and one runtime base: they
+# are installed once for all three and cannot drift apart. Each image copies only the project
+# packages it runs (the model server: serving/ and common/).
 # Each runs as uid 10001 on a read-only root (writable paths on volumes or a /tmp tmpfs) in the
 # image's Python: no environment is ever created per model.
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 # checkov:skip=CKV_DOCKER_7: the base is pinned by ARG BASE_IMAGE (an exact tag above); checkov cannot resolve build arguments
 
-# --- build: one virtualenv with the project and its dependencies -----------------------------
-FROM ${BASE_IMAGE} AS build
+# --- deps: one virtualenv with the dependencies, shared by all three images ------------------
+FROM ${BASE_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
-# Dependencies first, read from pyproject.toml alone, so a code change does not reinstall them.
+COPY pyproject.toml ./
+# Read from pyproject.toml alone, so a code change does not reinstall them. Test suites of the
+# dependencies (about 120 MB) are never run in the image.
 RUN python3 -m venv /opt/venv \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" >/tmp/requirements.txt \
- && /opt/venv/bin/pip install --quiet -r /tmp/requirements.txt
-COPY training/ training/
-COPY serving/ serving/
-# Test suites of the dependencies (about 120 MB) are never run in the image.
-RUN /opt/venv/bin/pip install --quiet --no-deps . \
- && rm -rf build ./*.egg-info \
+ && /opt/venv/bin/pip install --quiet -r /tmp/requirements.txt \
  && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} +
 
 # MLflow's basic-auth app needs Flask-WTF (the mlflow[auth] extra); only the tracking server runs it.
-FROM build AS build-mlflow
+FROM deps AS deps-mlflow
 RUN /opt/venv/bin/pip install --quiet "flask-wtf~=1.3.0"
 
 # --- runtime base: the non-root user and the Python environment ------------------------------
@@ -38,7 +35,9 @@ LABEL org.opencontainers.image.version="${VERSION}" \
 RUN groupadd --system --gid 10001 app \
  && useradd --uid 10001 --gid app --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin app
+# The project's packages are plain folders under /opt/app: each image copies only its own.
 ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp \
@@ -50,15 +49,19 @@ FROM runtime AS trainer
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="credit-risk trainer" \
       org.opencontainers.image.description="Trains, registers and promotes the credit-risk model in MLflow, then exits"
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+# serving/ too: the trainer checks a candidate with the model server's own loading code.
+COPY common/ /opt/app/common/
+COPY training/ /opt/app/training/
+COPY serving/ /opt/app/serving/
 ENV GIT_REVISION=${REVISION}
 USER 10001:10001
 # A job has no port: healthy while the tracking server it works against answers.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request as u; u.urlopen(os.environ.get('MLFLOW_TRACKING_URI', 'http://127.0.0.1:5000').rstrip('/') + '/health', timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request as u; from training.registry import DEFAULT_TRACKING_URI as d; u.urlopen(os.environ.get('MLFLOW_TRACKING_URI', d).rstrip('/') + '/health', timeout=4)"]
 CMD ["python", "-m", "training.job"]
 
-# --- mlflow: tracking server and UI (training/tracking_server.py) -----------------------------
+# --- mlflow: tracking server and UI (tracking/server.py) -----------------------------
 # `mlflow server` with the PostgreSQL backend store, --serve-artifacts from a volume and the
 # basic-auth app. It is built here because the tracking server is the training side's system
 # of record (experiments, runs, registry, the data scientists' UI); the model server only reads it.
@@ -66,7 +69,9 @@ FROM runtime AS mlflow
 LABEL org.opencontainers.image.title="credit-risk MLflow tracking server" \
       org.opencontainers.image.description="MLflow tracking server, registry and UI with basic auth, PostgreSQL store and served artifacts"
 RUN install -d -o app -g app -m 0750 /mlflow /mlflow/artifacts
-COPY --from=build-mlflow /opt/venv /opt/venv
+COPY --from=deps-mlflow /opt/venv /opt/venv
+COPY common/ /opt/app/common/
+COPY tracking/ /opt/app/tracking/
 ENV TRACKING_ARTIFACTS_DIR=/mlflow/artifacts \
     TRACKING_RUNTIME_DIR=/tmp/mlflow \
     TRACKING_PORT=5000
@@ -75,21 +80,23 @@ EXPOSE 5000
 # /health is the one route the auth app and the allowed-hosts check leave open.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('TRACKING_PORT', '5000'), timeout=4)"]
-CMD ["python", "-m", "training.tracking_server"]
+CMD ["python", "-m", "tracking"]
 
 # --- model-server: `python -m serving`, following models:/credit-risk@champion (serving/README.md)
 FROM runtime AS model-server
 LABEL org.opencontainers.image.title="credit-risk model server" \
       org.opencontainers.image.description="MLflow pyfunc scoring server under gunicorn, follows the @champion alias"
 RUN install -d -o app -g app -m 0750 /var/cache/model-server
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+# The model server's code and the shared facts; nothing of training or the tracking server.
+COPY common/ /opt/app/common/
+COPY serving/ /opt/app/serving/
 ENV SERVING_HOST=0.0.0.0 \
-    SERVING_PORT=8080 \
     SERVING_CACHE_DIR=/var/cache/model-server \
     SERVING_METRICS_DIR=/tmp/metrics
 USER 10001:10001
 EXPOSE 8080
 # Ready only once a worker has loaded the model and predicted its input example.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/healthz/ready' % os.environ.get('SERVING_PORT', '8080'), timeout=4)"]
+  CMD ["python", "-c", "import urllib.request as u; from serving.settings import load_settings as s; u.urlopen('http://127.0.0.1:%d/healthz/ready' % s().port, timeout=4)"]
 CMD ["python", "-m", "serving"]

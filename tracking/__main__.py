@@ -1,0 +1,7 @@
+"""`python -m tracking`: start the MLflow tracking server (tracking/server.py)."""
+
+import sys
+
+from tracking.server import main
+
+sys.exit(main())
