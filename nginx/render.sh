@@ -7,6 +7,8 @@
 # the variables below, so nginx's own $variables are left alone. The native stack, the
 # container image and Kubernetes all run this script; only the environment differs.
 set -eu
+# GATEWAY_RENDER_ONLY=1 skips `nginx -t`, which resolves upstream host names: for checks of
+# the rendered text only, such as the port plan of every deployment shape (stack/ports.py).
 
 conf_dir=$(cd "$(dirname "$0")" && pwd)
 : "${GATEWAY_RUNTIME_DIR:?set GATEWAY_RUNTIME_DIR to a writable directory}"
@@ -19,12 +21,21 @@ GATEWAY_RUNTIME_DIR=$(realpath "$GATEWAY_RUNTIME_DIR")
 TLS_CERT_FILE=$(realpath -m "$TLS_CERT_FILE")
 TLS_KEY_FILE=$(realpath -m "$TLS_KEY_FILE")
 API_KEYS_FILE=$(realpath -m "$API_KEYS_FILE")
-export GATEWAY_HTTPS_PORT="${GATEWAY_HTTPS_PORT:-8443}"
-export GATEWAY_HTTP_PORT="${GATEWAY_HTTP_PORT:-8080}"
+# Defaults shared with other components (ports, the body limit) come from nginx/defaults.env,
+# generated from common/facts.py; a variable that is unset or empty takes its default there.
+while IFS='=' read -r name value; do
+  case "$name" in ''|\#*) continue ;; esac
+  eval "current=\${$name:-}"
+  [ -n "$current" ] || export "$name=$value"
+done < "$conf_dir/defaults.env"
 export GATEWAY_SERVER_NAME="${GATEWAY_SERVER_NAME:-localhost 127.0.0.1}"
 export GATEWAY_PUBLIC_HTTPS_PORT="${GATEWAY_PUBLIC_HTTPS_PORT:-$GATEWAY_HTTPS_PORT}"
-export MODEL_SERVER_ADDR="${MODEL_SERVER_ADDR:-127.0.0.1:8080}"
-export GATEWAY_MAX_BODY_SIZE="${GATEWAY_MAX_BODY_SIZE:-8m}"
+# Where the model server and MLflow are: a host name (a Service, a compose service) plus the
+# port the facts give, or a whole address. MLflow's UI is served only when a host is named.
+export MODEL_SERVER_ADDR="${MODEL_SERVER_ADDR:-${MODEL_SERVER_HOST:-127.0.0.1}:$MODEL_SERVER_PORT}"
+if [ -n "${MLFLOW_HOST:-}" ]; then
+  export MLFLOW_UPSTREAM="${MLFLOW_UPSTREAM:-$MLFLOW_HOST:$MLFLOW_PORT}"
+fi
 export GATEWAY_UPSTREAM_TIMEOUT="${GATEWAY_UPSTREAM_TIMEOUT:-35s}"
 export GATEWAY_RATE_PER_KEY="${GATEWAY_RATE_PER_KEY:-100r/s}"
 export GATEWAY_BURST_PER_KEY="${GATEWAY_BURST_PER_KEY:-200}"
@@ -33,7 +44,6 @@ export GATEWAY_BURST_PER_ADDRESS="${GATEWAY_BURST_PER_ADDRESS:-400}"
 export GATEWAY_STATIC_DIR="$(realpath -m "${GATEWAY_STATIC_DIR:-$conf_dir/../apex/generated}")"
 export GATEWAY_ACCESS_LOG="${GATEWAY_ACCESS_LOG:-$GATEWAY_RUNTIME_DIR/access.log}"
 export GATEWAY_ERROR_LOG="${GATEWAY_ERROR_LOG:-$GATEWAY_RUNTIME_DIR/error.log}"
-export GATEWAY_MLFLOW_PORT="${GATEWAY_MLFLOW_PORT:-8444}"
 export MLFLOW_UPSTREAM="${MLFLOW_UPSTREAM:-}"
 export GATEWAY_RUNTIME_DIR TLS_CERT_FILE TLS_KEY_FILE API_KEYS_FILE
 # Started as root (the native stack on a CI machine), nginx would drop its workers to "nobody",
@@ -78,4 +88,4 @@ rmdir "$staging"
 for temp in client_body proxy fastcgi uwsgi scgi; do
   mkdir -p "$GATEWAY_RUNTIME_DIR/$temp"
 done
-nginx -q -t -p "$GATEWAY_RUNTIME_DIR" -c "$GATEWAY_RUNTIME_DIR/nginx.conf" -e stderr
+[ "${GATEWAY_RENDER_ONLY:-0}" = 1 ] || nginx -q -t -p "$GATEWAY_RUNTIME_DIR" -c "$GATEWAY_RUNTIME_DIR/nginx.conf" -e stderr

@@ -29,11 +29,13 @@ DEFAULT_OVERLAY = REPO / "k8s" / "overlays" / "oke"
 COMPONENTS = ("model-server", "gateway")
 # In the instance the containers share localhost: nginx reaches the model server there, the
 # model server binds only loopback (the gateway is the one way in), and there is no MLflow UI.
+# Only host names change: the ports are those of the shared plan (common/facts.py), in which
+# no two listeners of one instance share a number (tests/deploy/test_port_plan.py).
 OVERRIDES = {
     "model-server": {"SERVING_HOST": "127.0.0.1"},
-    "gateway": {"MODEL_SERVER_ADDR": "127.0.0.1:8080"},
+    "gateway": {"MODEL_SERVER_HOST": "127.0.0.1"},
 }
-DROPPED_ENV = {"gateway": {"MLFLOW_UPSTREAM", "GATEWAY_MLFLOW_PORT"}}
+DROPPED_ENV = {"gateway": {"MLFLOW_HOST", "MLFLOW_UPSTREAM"}}
 REQUIRED_SETTINGS = (
     "DISPLAY_NAME", "COMPARTMENT_ID", "AVAILABILITY_DOMAIN", "SUBNET_ID", "SHAPE", "OCPUS",
     "MEMORY_GBS", "TRACKING_URI", "GATEWAY_SERVER_NAME",

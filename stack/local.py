@@ -20,15 +20,15 @@ from pathlib import Path
 
 import requests
 
+from common import facts
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 LOGS = STATE / "logs"
 MLRUNS = ROOT / "mlruns"
 PYTHON = sys.executable
 
-MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
-TRACKING_URI = f"http://127.0.0.1:{MLFLOW_PORT}"
-MODEL_NAME = os.environ.get("MODEL_NAME", "credit-risk")
+TRACKING_URI = f"http://127.0.0.1:{facts.MLFLOW_PORT}"
 
 
 @dataclass
@@ -133,7 +133,7 @@ def mlflow_service() -> Service:
             "--host",
             "127.0.0.1",
             "--port",
-            str(MLFLOW_PORT),
+            str(facts.MLFLOW_PORT),
             "--workers",
             "2",
         ],
@@ -141,34 +141,35 @@ def mlflow_service() -> Service:
     )
 
 
+def model_server_env() -> dict[str, str]:
+    """The model server's settings natively: its defaults (serving/settings.py) but the paths."""
+    return {
+        "SERVING_TRACKING_URI": TRACKING_URI,
+        "SERVING_CACHE_DIR": str(STATE / "model-cache"),
+        "SERVING_METRICS_DIR": str(STATE / "model-server-metrics"),
+    }
+
+
 def model_server_service() -> Service:
-    port = int(os.environ.get("SERVING_PORT", "8080"))
     return Service(
         name="model-server",
         command=[PYTHON, "-m", "serving"],
-        health_url=f"http://127.0.0.1:{port}/healthz/ready",
-        env={
-            "SERVING_TRACKING_URI": TRACKING_URI,
-            "SERVING_MODEL_URI": f"models:/{MODEL_NAME}@champion",
-            "SERVING_CACHE_DIR": str(STATE / "model-cache"),
-            "SERVING_METRICS_DIR": str(STATE / "model-server-metrics"),
-        },
+        health_url=f"http://127.0.0.1:{facts.MODEL_SERVER_PORT}/healthz/ready",
+        env=model_server_env(),
         timeout=180,
     )
 
 
-GATEWAY_PORT = int(os.environ.get("GATEWAY_HTTPS_PORT", "8443"))
+GATEWAY_PORT = facts.GATEWAY_HTTPS_PORT
 TLS_DIR = STATE / "tls"
 SECRETS = STATE / "secrets"
 GATEWAY_DIR = STATE / "nginx"
 
 
 def gateway_env() -> dict[str, str]:
+    """The gateway's settings natively: ports and upstream from the shared facts, local paths."""
     return {
         "GATEWAY_RUNTIME_DIR": str(GATEWAY_DIR),
-        "GATEWAY_HTTPS_PORT": str(GATEWAY_PORT),
-        "GATEWAY_HTTP_PORT": os.environ.get("GATEWAY_HTTP_PORT", "8000"),
-        "MODEL_SERVER_ADDR": f"127.0.0.1:{os.environ.get('SERVING_PORT', '8080')}",
         "TLS_CERT_FILE": str(TLS_DIR / "server.crt"),
         "TLS_KEY_FILE": str(TLS_DIR / "server.key"),
         "API_KEYS_FILE": str(SECRETS / "api-keys.map"),
@@ -226,7 +227,7 @@ def write_stack_env() -> Path:
         f"export CA_CERT={TLS_DIR / 'ca.crt'}\n"
         f"export API_KEY_FILE={SECRETS / 'api-key'}\n"
         f"export MLFLOW_TRACKING_URI={TRACKING_URI}\n"
-        f"export MODEL_NAME={MODEL_NAME}\n"
+        f"export MODEL_NAME={facts.MODEL_NAME}\n"
     )
     return path
 
@@ -237,34 +238,31 @@ def services() -> list[Service]:
 
 
 def ensure_champion() -> None:
-    """Train, register and promote a first model when the registry has no champion yet."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    """Train, register and promote a first model when the registry has no champion yet.
 
-    client = MlflowClient(TRACKING_URI, TRACKING_URI)
-    try:
-        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
-        print(f"  registry: {MODEL_NAME}@champion is version {champion.version}")
-        return
-    except MlflowException:
-        pass
-    print("  registry: no champion yet; training and promoting a first model")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": TRACKING_URI}
+    The trainer image's job (training/job.py) in its default mode, so `make up`, compose and
+    Kubernetes decide "is there a champion yet" with the same code.
+    """
     log = LOGS / "train.log"
-    steps = [
-        [PYTHON, "-m", "training.train", "--model-name", MODEL_NAME],
-        [PYTHON, "-m", "training.promote", "--model-name", MODEL_NAME],
-    ]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": TRACKING_URI, "TRAINER_MODE": "if-no-champion"}
+    print("  registry: training and promoting a first model unless there is a champion")
     with log.open("ab") as out:
-        for step in steps:
-            if (
-                subprocess.run(
-                    step, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
-                ).returncode
-                != 0
-            ):
-                raise SystemExit(f"make up: {step[2]} failed; see {log.relative_to(ROOT)}")
-    print(f"  registry: {MODEL_NAME}@champion promoted")
+        status = subprocess.run(
+            [PYTHON, "-m", "training.job"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        ).returncode
+    if status != 0:
+        raise SystemExit(f"make up: the trainer job failed; see {log.relative_to(ROOT)}")
+    print(f"  registry: {facts.MODEL_URI} is set")
+
+
+def listeners() -> dict[str, dict[str, str]]:
+    """Each process of the native stack and its environment, for the port plan check: they
+    all share the host's network namespace."""
+    return {
+        "mlflow": {"TRACKING_PORT": str(facts.MLFLOW_PORT)},
+        "model-server": model_server_env(),
+        "gateway": gateway_env(),
+    }
 
 
 def up() -> None:
@@ -280,8 +278,8 @@ def up() -> None:
     print(f"""
 Ready.
   Gateway (the API):       https://localhost:{GATEWAY_PORT}   (POST /invocations, GET /model)
-  MLflow UI and registry:  {TRACKING_URI}   (runs, plots, models:/{MODEL_NAME}@champion)
-  Model server (direct):   http://127.0.0.1:8080   (follows @champion; not for clients)
+  MLflow UI and registry:  {TRACKING_URI}   (runs, plots, {facts.MODEL_URI})
+  Model server (direct):   http://127.0.0.1:{facts.MODEL_SERVER_PORT}   (not for clients)
   Settings for shells:     .local/stack.env   (GATEWAY_URL, CA_CERT, API_KEY_FILE, ...)
   Logs:                    .local/logs/
   Stop with:               make down

@@ -106,3 +106,24 @@ def compose_services() -> dict[str, dict]:
     if not path.exists():
         return {}
     return (yaml.safe_load(path.read_text()) or {}).get("services") or {}
+
+
+def dockerfile_env(path, target: str | None = None) -> dict[str, str]:
+    """Names and values an image sets with ENV (continuation lines included): those of the
+    stage `target` (default: the last) and of the stages it is built FROM."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    stages: dict[str, tuple[str, dict[str, str]]] = {}  # name: (parent, its own ENV)
+    name = None
+    for line in text.splitlines():
+        stage = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if stage:
+            name = stage.group(2) or f"#{len(stages)}"
+            stages[name] = (stage.group(1), {})
+        elif line.startswith("ENV ") and name:
+            stages[name][1].update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", line))
+    chain, name = [], target or name
+    while name in stages:
+        chain.append(stages[name][1])
+        name = stages[name][0]
+    assert chain, f"{path}: no stage {target}"
+    return {k: v for env in reversed(chain) for k, v in env.items()}

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from deploy_helpers import REPO, container_env, find, tool
 
+from common import facts
+
 RENDER = REPO / "oci" / "render.py"
 SETTINGS = REPO / "oci" / "instance.env.example"
 VARIANT_NOTE = "This parameter should actually be a JSON object"
@@ -124,23 +126,26 @@ def test_gateway_and_model_server_share_localhost(request_body, rendered):
     containers = {c["displayName"]: c for c in request_body["containers"]}
     assert list(containers) == ["model-server", "gateway"]
     server, gateway = containers["model-server"], containers["gateway"]
-    assert gateway["environmentVariables"]["MODEL_SERVER_ADDR"] == "127.0.0.1:8080"
+    assert gateway["environmentVariables"]["MODEL_SERVER_HOST"] == "127.0.0.1"
     assert server["environmentVariables"]["SERVING_HOST"] == "127.0.0.1"
-    assert "MLFLOW_UPSTREAM" not in gateway["environmentVariables"]
+    assert "MLFLOW_HOST" not in gateway["environmentVariables"]
     objects = rendered["oke"]["objects"]
     for name, container in containers.items():
         k8s = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         assert container["imageUrl"] == k8s["image"]
-        k8s_env = set(container_env(objects, k8s)) - {"MLFLOW_UPSTREAM", "GATEWAY_MLFLOW_PORT"}
-        assert set(container["environmentVariables"]) == k8s_env
+        # The pod's variables, minus the MLflow UI, plus the loopback binds (render.py).
+        k8s_env = set(container_env(objects, k8s)) - {"MLFLOW_HOST"}
+        assert set(container["environmentVariables"]) - {"SERVING_HOST", "MODEL_SERVER_HOST"} == (
+            k8s_env - {"MODEL_SERVER_HOST"}
+        )
         assert container["securityContext"]["isRootFileSystemReadonly"] is True
         assert container["securityContext"]["runAsUser"] == 10001
         mounts = [m["mountPath"] for m in container["volumeMounts"]]
         assert mounts == sorted(mounts, key=lambda p: p.count("/"))
     assert server["healthChecks"][0]["path"] == "/healthz/live"
-    assert server["healthChecks"][0]["port"] == 8080
+    assert server["healthChecks"][0]["port"] == facts.MODEL_SERVER_PORT
     assert (
-        gateway["healthChecks"][0] | {"port": 8443, "healthCheckType": "TCP"}
+        gateway["healthChecks"][0] | {"port": facts.GATEWAY_HTTPS_PORT, "healthCheckType": "TCP"}
         == (gateway["healthChecks"][0])
     )
 

@@ -8,10 +8,12 @@ from deploy_helpers import (
     REPO,
     compose_services,
     container_env,
+    dockerfile_env,
     find,
     pod_templates,
 )
 
+from common import facts
 from serving.settings import ServingSettings
 
 PSS_VOLUME_TYPES = {
@@ -109,7 +111,8 @@ def model_server(rendered, name):
     objects = rendered[name]["objects"]
     deployment = find(objects, "Deployment", "model-server")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return objects, deployment, container, container_env(objects, container)
+    image = dockerfile_env(REPO / "images" / "python.Dockerfile", "model-server")
+    return objects, deployment, container, {**image, **container_env(objects, container)}
 
 
 @pytest.mark.parametrize("name", ALL_RENDERINGS)
@@ -144,7 +147,8 @@ def test_model_server_agrees_with_serving_settings(rendered, name, monkeypatch):
     assert container["ports"][0]["containerPort"] == settings.port
     service = find(objects, "Service", "model-server")["spec"]["ports"][0]
     assert service["port"] == settings.port
-    assert settings.tracking_uri == "http://mlflow:5000"
+    assert settings.tracking_uri == f"http://mlflow:{facts.MLFLOW_PORT}"
+    assert find(objects, "Service", "mlflow")["spec"]["ports"][0]["port"] == facts.MLFLOW_PORT
     for probe, path in (
         ("startupProbe", "/healthz/live"),
         ("readinessProbe", "/healthz/ready"),
@@ -167,17 +171,18 @@ def test_gateway_agrees_with_contract(rendered, name):
     objects = rendered[name]["objects"]
     pod = _pod(objects, "gateway")
     container = pod["containers"][0]
-    env = container_env(objects, container)
+    env = {**dockerfile_env(REPO / "nginx" / "Dockerfile"), **container_env(objects, container)}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {
-        "https": int(env["GATEWAY_HTTPS_PORT"]),
-        "http": int(env["GATEWAY_HTTP_PORT"]),
-        "mlflow-ui": int(env["GATEWAY_MLFLOW_PORT"]),
+        "https": facts.GATEWAY_HTTPS_PORT,
+        "http": facts.GATEWAY_HTTP_PORT,
+        "mlflow-ui": facts.GATEWAY_MLFLOW_PORT,
     }
-    host, _, port = env["MODEL_SERVER_ADDR"].partition(":")
-    assert find(objects, "Service", host)["spec"]["ports"][0]["port"] == int(port)
-    host, _, port = env["MLFLOW_UPSTREAM"].partition(":")
-    assert find(objects, "Service", host)["spec"]["ports"][0]["port"] == int(port)
+    # The gateway names hosts; the ports it proxies to are the shared facts, which the
+    # Services must then expose.
+    for host, port in ((env["MODEL_SERVER_HOST"], facts.MODEL_SERVER_PORT),
+                       (env["MLFLOW_HOST"], facts.MLFLOW_PORT)):  # fmt: skip
+        assert find(objects, "Service", host)["spec"]["ports"][0]["port"] == port
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     for variable, secret in (
@@ -236,8 +241,7 @@ def test_trainer_job_template(rendered):
     assert cronjob["suspend"] is True and cronjob["concurrencyPolicy"] == "Forbid"
     pod = cronjob["jobTemplate"]["spec"]["template"]["spec"]
     env = container_env(objects, pod["containers"][0])
-    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert env["MPLCONFIGDIR"].startswith("/tmp/")
+    assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow:{facts.MLFLOW_PORT}"
     assert pod["restartPolicy"] == "Never"
 
 
@@ -273,8 +277,21 @@ def allowed(objects, source: str, target: str, port: int) -> bool:
                 return True
         return False
 
+    # A named port (the policies use them, so no number is copied) is the target pod's.
+    named = {
+        item["name"]: item["containerPort"]
+        for obj, pod in pod_templates(objects)
+        if obj["spec"].get("selector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+        == target
+        for container in pod["containers"]
+        for item in container.get("ports", [])
+        if "name" in item
+    }
+
     def port_ok(rule):
-        return not rule.get("ports") or any(p["port"] == port for p in rule["ports"])
+        return not rule.get("ports") or any(
+            named.get(p["port"], p["port"]) == port for p in rule["ports"]
+        )
 
     egress = any(
         peer_ok(rule.get("to"), target, pod_only=target != "external") and port_ok(rule)
@@ -303,13 +320,13 @@ def test_network_policies(rendered, name):
     dns = find(objects, "NetworkPolicy", "allow-dns")["spec"]
     assert dns["podSelector"] == {} and {p["port"] for p in dns["egress"][0]["ports"]} == {53}
     must = [
-        ("gateway", "model-server", 8080),
-        ("model-server", "mlflow", 5000),
-        ("trainer", "mlflow", 5000),
+        ("gateway", "model-server", facts.MODEL_SERVER_PORT),
+        ("model-server", "mlflow", facts.MLFLOW_PORT),
+        ("trainer", "mlflow", facts.MLFLOW_PORT),
     ]
     must_not = [
-        ("trainer", "model-server", 8080),
-        ("model-server", "gateway", 8443),
+        ("trainer", "model-server", facts.MODEL_SERVER_PORT),
+        ("model-server", "gateway", facts.GATEWAY_HTTPS_PORT),
         ("model-server", "postgres", 5432),
         ("gateway", "postgres", 5432),
         ("trainer", "postgres", 5432),
@@ -333,27 +350,6 @@ def test_reload_command_agrees_with_nginx_readme():
     assert all(command in script for command in commands), commands
 
 
-def dockerfile_env(path, target: str | None = None) -> dict[str, str]:
-    """Names and values an image sets with ENV (continuation lines included): those of the
-    stage `target` (default: the last) and of the stages it is built FROM."""
-    text = re.sub(r"\\\n\s*", " ", path.read_text())
-    stages: dict[str, tuple[str, dict[str, str]]] = {}  # name: (parent, its own ENV)
-    name = None
-    for line in text.splitlines():
-        stage = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
-        if stage:
-            name = stage.group(2) or f"#{len(stages)}"
-            stages[name] = (stage.group(1), {})
-        elif line.startswith("ENV ") and name:
-            stages[name][1].update(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", line))
-    chain, name = [], target or name
-    while name in stages:
-        chain.append(stages[name][1])
-        name = stages[name][0]
-    assert chain, f"{path}: no stage {target}"
-    return {k: v for env in reversed(chain) for k, v in env.items()}
-
-
 def test_compose_agrees_with_k8s(rendered):
     """What a container sees in compose (its image's ENV plus compose's environment) names
     every setting the Kubernetes pod sets, with the same ports."""
@@ -375,3 +371,17 @@ def test_compose_agrees_with_k8s(rendered):
         for name in shared:
             if name.endswith("_PORT") and name != "GATEWAY_PUBLIC_HTTPS_PORT":
                 assert str(k8s_env[name]) == seen[name], (service, name)
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_trainer_job_trains_when_a_champion_exists(rendered, name):
+    """k8s/scripts/train.sh stamps a Job from the CronJob: "train and promote if better" means
+    the job must not stop at an existing champion (training/job.py's default mode does)."""
+    from training.job import load_settings
+
+    script = (REPO / "k8s" / "scripts" / "train.sh").read_text()
+    assert "--from=cronjob/trainer" in script
+    objects = rendered[name]["objects"]
+    pod = find(objects, "CronJob", "trainer")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = container_env(objects, pod["containers"][0])
+    assert load_settings({k: v for k, v in env.items() if v is not None}).mode == "always"
