@@ -103,11 +103,13 @@ def reload_nginx(runtime_dir: Path) -> str:
     pid_file = runtime_dir / "nginx.pid"
     if not pid_file.exists():
         return "nginx is not running here; the keys apply when it starts"
-    config = runtime_dir / "nginx.conf"
+    # The gateway's own check command; the reload itself is a SIGHUP here, because the CLI
+    # then waits for the new workers of that master.
     check = subprocess.run(
-        ["nginx", "-q", "-t", "-p", str(runtime_dir), "-c", str(config), "-e", "stderr"],
+        ["sh", str(Path(__file__).resolve().parent / "gateway.sh"), "check"],
         capture_output=True,
         text=True,
+        env={**os.environ, "GATEWAY_RUNTIME_DIR": str(runtime_dir)},
     )
     if check.returncode != 0:
         raise KeysError(

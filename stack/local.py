@@ -181,24 +181,16 @@ def gateway_env() -> dict[str, str]:
 def gateway_service() -> Service:
     return Service(
         name="gateway",
-        command=[
-            "nginx",
-            "-p",
-            str(GATEWAY_DIR),
-            "-c",
-            str(GATEWAY_DIR / "nginx.conf"),
-            "-e",
-            "stderr",
-            "-g",
-            "daemon off;",
-        ],
+        # The gateway's own start command (render, then nginx in the foreground).
+        command=["sh", "nginx/gateway.sh", "start"],
+        env=gateway_env(),
         health_url=f"https://localhost:{GATEWAY_PORT}/healthz",
         verify=str(TLS_DIR / "ca.crt"),
     )
 
 
 def prepare_gateway() -> None:
-    """Certificates, a first API key and the rendered nginx configuration."""
+    """Certificates and a first API key (the configuration is rendered at start)."""
     env = {**os.environ, **gateway_env()}
 
     def run(*command: str) -> None:
@@ -215,7 +207,6 @@ def prepare_gateway() -> None:
             "--key-file",
             str(SECRETS / "api-key"),
         )
-    run("sh", "nginx/render.sh")
 
 
 def write_stack_env() -> Path:

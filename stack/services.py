@@ -220,21 +220,11 @@ class Gateway:
         )
 
     def start(self) -> Gateway:
-        rendered = self.render()
-        assert rendered.returncode == 0, rendered.stderr
+        # The gateway's own start command: render, then nginx in the foreground.
         self.process = Process(
-            [
-                "nginx",
-                "-p",
-                str(self.runtime),
-                "-c",
-                str(self.runtime / "nginx.conf"),
-                "-e",
-                "stderr",
-                "-g",
-                "daemon off;",
-            ],
+            ["sh", str(ROOT / "nginx" / "gateway.sh"), "start"],
             log=self.workdir / "nginx.log",
+            env=self.env,
         )
         wait_until(
             tcp_open(self.https_port), 30, "gateway listening", self.process.popen, self.process.log

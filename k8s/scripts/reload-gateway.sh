@@ -17,7 +17,7 @@ for pod in $(kc get pods -l app.kubernetes.io/name=gateway -o name); do
     [ $SECONDS -lt $deadline ] || die "$pod still has the old $pod_file; nothing reloaded there"
     sleep 5
   done
-  kc exec "$pod" -c gateway -- nginx -p /tmp/nginx -c /tmp/nginx/nginx.conf -t -q
-  kc exec "$pod" -c gateway -- nginx -p /tmp/nginx -c /tmp/nginx/nginx.conf -s reload
+  # The image's own reload command (nginx/gateway.sh): check, then a graceful reload.
+  kc exec "$pod" -c gateway -- /etc/nginx-gateway/gateway.sh reload
   echo "$pod: new $1 loaded"
 done

@@ -342,14 +342,6 @@ def test_network_policies(rendered, name):
         assert not allowed(objects, *edge), f"{name}: {edge} should be denied"
 
 
-def test_reload_command_agrees_with_nginx_readme():
-    script = (REPO / "k8s" / "scripts" / "reload-gateway.sh").read_text()
-    readme = (REPO / "nginx" / "README.md").read_text()
-    commands = re.findall(r"nginx -p \S+ -c \S+ -s reload", readme)
-    assert commands, "nginx/README.md must document the `nginx -p ... -s reload` command"
-    assert all(command in script for command in commands), commands
-
-
 def test_compose_agrees_with_k8s(rendered):
     """What a container sees in compose (its image's ENV plus compose's environment) names
     every setting the Kubernetes pod sets, with the same ports."""
