@@ -25,6 +25,7 @@ import jinja2
 
 from apex.body import INTEGER_PATTERN, NUMBER_PATTERN, SUPPORTED_TYPES, Column, json_string
 from apex.openapi import build_openapi
+from common import facts
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_OUT = Path(__file__).parent / "generated"
@@ -207,6 +208,8 @@ def render(signature: dict, gateway_url: str, page: int = 1) -> dict[str, str]:
         "number_pattern": NUMBER_PATTERN,
         "integer_pattern": INTEGER_PATTERN,
         "example": example,
+        # The gateway's and the model server's limit: APEX refuses a larger body itself.
+        "max_body_bytes": facts.MAX_BODY_BYTES,
     }
     env = _environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in TEXT_OUTPUTS}
@@ -243,8 +246,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--signature-file", type=Path, help="read the signature from this file")
     source.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or local server")
-    parser.add_argument("--model-name", default="credit-risk", help="registered model name")
-    parser.add_argument("--alias", default="champion", help="the alias APEX should score with")
+    parser.add_argument("--model-name", default=facts.MODEL_NAME, help="registered model name")
+    parser.add_argument("--alias", default=facts.CHAMPION, help="the alias APEX should score with")
     parser.add_argument("--gateway-url", default="https://ml.example.com", help="HTTPS base URL")
     parser.add_argument("--page", type=int, default=1, help="APEX page number for item names")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")

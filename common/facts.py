@@ -93,8 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m common.facts", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--write", action="store_true", help="regenerate nginx/defaults.env")
+    parser.add_argument("--get", metavar="NAME", help="print one fact (for shell scripts)")
     args = parser.parse_args(argv)
-    if args.write:
+    if args.get:
+        value = globals().get(args.get)
+        if args.get.startswith("_") or not isinstance(value, str | int):
+            print(f"facts: no fact named {args.get}", file=sys.stderr)
+            return 2
+        print(value)
+    elif args.write:
         GATEWAY_DEFAULTS_FILE.write_text(render_gateway_defaults())
         print(f"wrote {GATEWAY_DEFAULTS_FILE}")
     else:

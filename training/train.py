@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--target", help="target column of --data (two classes)")
     parser.add_argument("--classifier", choices=CLASSIFIERS, default="hgb")
     parser.add_argument("--model-name", default=DEFAULT_MODEL_NAME, help="registered model name")
-    parser.add_argument("--experiment", default="credit-risk", help="MLflow experiment name")
+    parser.add_argument(
+        "--experiment", default=DEFAULT_MODEL_NAME, help="MLflow experiment name (the model's)"
+    )
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI or local server")
     parser.add_argument("--rows", type=int, default=25_000, help="rows of built-in data")
     parser.add_argument("--seed", type=int, default=42, help="seed for data, split and model")

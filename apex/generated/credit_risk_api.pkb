@@ -7,7 +7,7 @@ create or replace package body credit_risk_api is
    co_scheme          constant varchar2(8 char)   := 'https';
    co_path            constant varchar2(30 char)  := '/invocations';
    co_default_timeout constant pls_integer        := 20;   -- seconds; APEX's default is 180
-   co_max_body_chars  constant pls_integer        := 8 * 1024 * 1024;   -- gateway limit (HTTP 413)
+   co_max_body_chars  constant pls_integer        := 8388608;   -- gateway limit (HTTP 413)
    co_number_pattern  constant varchar2(100 char) := '^[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$';
    co_integer_pattern constant varchar2(100 char) := '^[+-]?[0-9]+$';
 

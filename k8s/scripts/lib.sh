@@ -6,7 +6,8 @@ K8S_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NAMESPACE="${NAMESPACE:-credit-risk}"
 OVERLAY="${OVERLAY:-oke}"
 SECRETS_DIR="${SECRETS_DIR:-$K8S_DIR/../.local/k8s-secrets}"
-MODEL_NAME="${MODEL_NAME:-credit-risk}"
+# The registered model's name comes from its one owner, common/facts.py (stdlib only).
+MODEL_NAME="${MODEL_NAME:-$(cd "$K8S_DIR/.." && python3 -m common.facts --get MODEL_NAME)}"
 kc() { kubectl --namespace "$NAMESPACE" "$@"; }
 die() { echo "error: $*" >&2; exit 1; }
 need_file() { [ -s "$1" ] || die "missing $1 (see k8s/README.md, secrets)"; }
