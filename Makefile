@@ -11,8 +11,6 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := nginx-light gettext-base openssl wrk curl ca-certificates
 PYTEST_ARGS ?=
 
-export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
-
 .PHONY: help
 help: ## Show this help
 	@echo "Credit-risk model serving: MLflow -> gunicorn -> nginx -> Oracle APEX"
@@ -44,7 +42,7 @@ system-deps: ## Install the Debian/Ubuntu packages (nginx, openssl, wrk) if miss
 	fi
 
 .PHONY: up
-up: system-deps venv ## Start the native stack: MLflow :5000, model server :8080, gateway https :8443
+up: system-deps venv ## Start the native stack (MLflow, trainer, model server, gateway); prints the addresses
 	@$(PY) -m stack.local up
 
 .PHONY: down
@@ -72,8 +70,8 @@ apex: venv ## Render the APEX kit for the promoted model (ARGS="--gateway-url ht
 	$(PY) -m apex.render $(ARGS)
 
 .PHONY: ui
-ui: ## Print the MLflow UI address
-	@echo "MLflow UI: $(MLFLOW_TRACKING_URI)"
+ui: venv ## Print the MLflow UI address
+	@$(PY) -c 'import os; from training.registry import DEFAULT_TRACKING_URI as uri; print("MLflow UI:", os.environ.get("MLFLOW_TRACKING_URI", uri))'
 
 .PHONY: train
 train: venv ## Train and register a model (ARGS="--classifier logreg" or "--data f.csv --target y")

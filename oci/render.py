@@ -111,6 +111,16 @@ def _find(objects: list[dict], kind: str, name: str) -> dict:
     raise RenderError(f"the overlay has no {kind} {name}")
 
 
+PART_OF = "app.kubernetes.io/part-of"
+
+
+def _find_any(objects: list[dict], kind: str) -> dict:
+    for obj in objects:
+        if obj["kind"] == kind:
+            return obj
+    raise RenderError(f"the overlay has no {kind}")
+
+
 def _config_map(objects: list[dict], generated_name: str) -> dict[str, str]:
     return _find(objects, "ConfigMap", generated_name).get("data", {})
 
@@ -292,7 +302,8 @@ def render(settings: dict[str, str], objects: list[dict], secrets: SecretSource)
         "containers": containers,
         "vnics": [vnic],
         "volumes": volumes,
-        "freeformTags": {"app": "credit-risk"},
+        # The project label every Kubernetes object carries (k8s/base/kustomization.yaml).
+        "freeformTags": {"app": _find_any(objects, "Deployment")["metadata"]["labels"][PART_OF]},
     }
 
 
