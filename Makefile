@@ -122,8 +122,8 @@ bench: system-deps venv ## Benchmark Flask, mlflow models serve, the model serve
 	$(PY) -m bench.run
 
 .PHONY: images
-images: venv ## Build every container image (podman + Debian stand-ins when there is no Docker engine)
-	@CONTAINERS_BUILD_ONLY=1 PY=$(PY) tests/containers/run.sh
+images: venv ## Build the four images with compose's names (IMAGE_PREFIX=..., IMAGE_TAG=...)
+	@PY=$(PY) images/build.sh
 
 .PHONY: test-containers
 test-containers: venv ## Build the images, run the compose stack end to end, always tear it down

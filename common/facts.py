@@ -88,12 +88,32 @@ def render_gateway_defaults() -> str:
     return "\n".join(lines) + "\n"
 
 
+def facts_table() -> str:
+    """The Markdown table of every fact (common/README.md embeds it; a test keeps it current)."""
+    rows = [
+        ("`MODEL_NAME`", f"`{MODEL_NAME}`", "the model training registers and serving follows"),
+        ("`CHAMPION` / `CHALLENGER`", f"`@{CHAMPION}` / `@{CHALLENGER}`", "registry aliases"),
+        ("`MODEL_URI`", f"`{MODEL_URI}`", "what the model server follows by default"),
+        ("`MAX_BODY_BYTES`", f"{MAX_BODY_BYTES} ({nginx_size(MAX_BODY_BYTES)})",
+         "largest request body: gateway, model server, APEX package"),
+        ("`MLFLOW_PORT`", str(MLFLOW_PORT), "MLflow tracking server and UI"),
+        ("`MODEL_SERVER_PORT`", str(MODEL_SERVER_PORT), "model server (behind the gateway)"),
+        ("`GATEWAY_HTTPS_PORT`", str(GATEWAY_HTTPS_PORT), "gateway API over TLS"),
+        ("`GATEWAY_MLFLOW_PORT`", str(GATEWAY_MLFLOW_PORT), "gateway's TLS front of the MLflow UI"),
+        ("`GATEWAY_HTTP_PORT`", str(GATEWAY_HTTP_PORT), "gateway plain HTTP (redirects to https)"),
+    ]  # fmt: skip
+    lines = ["| Fact | Value | What it is |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {meaning} |" for name, value, meaning in rows]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m common.facts", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--write", action="store_true", help="regenerate nginx/defaults.env")
     parser.add_argument("--get", metavar="NAME", help="print one fact (for shell scripts)")
+    parser.add_argument("--markdown", action="store_true", help="print the table of facts")
     args = parser.parse_args(argv)
     if args.get:
         value = globals().get(args.get)
@@ -101,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"facts: no fact named {args.get}", file=sys.stderr)
             return 2
         print(value)
+    elif args.markdown:
+        sys.stdout.write(facts_table())
     elif args.write:
         GATEWAY_DEFAULTS_FILE.write_text(render_gateway_defaults())
         print(f"wrote {GATEWAY_DEFAULTS_FILE}")

@@ -4,7 +4,6 @@
 # volumes. Docker when an engine answers, podman otherwise (installed here when missing).
 #
 #   tests/containers/run.sh              # CONTAINERS_TIMEOUT=1800 bounds the check itself
-#   CONTAINERS_BUILD_ONLY=1 tests/containers/run.sh   # lint and build the images only
 #
 # With podman the upstream base images are swapped for local Debian stand-ins through
 # compose.ci.yml (no registry reachable on the CI machine; shared/docs/containers-without-docker.md).
@@ -126,7 +125,6 @@ timeout 1500 "${compose[@]}" -p "$project" "${files[@]}" build >"$work/build.log
   || { tail -40 "$work/build.log"; echo "containers: build failed"; exit 1; }
 echo "containers: images built in $(( $(date +%s) - build_start ))s"
 "$engine" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^localhost/credit-risk/.*:$IMAGE_TAG " || true
-if [ "${CONTAINERS_BUILD_ONLY:-0}" = 1 ]; then exit 0; fi   # `make images`
 
 export CONTAINERS_CHECK=1 CONTAINERS_ENGINE=$engine CONTAINERS_PROJECT=$project \
   CONTAINERS_COMPOSE="${compose[*]}" CONTAINERS_FILES="${files[*]}" \
