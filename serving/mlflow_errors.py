@@ -15,9 +15,11 @@ import re
 
 from serving.api_errors import ApiError, api_error
 
-# Where MLflow's schema enforcement names the column, most specific first.
+# Where MLflow names the column, most specific first: parsing with the schema ("to type"),
+# schema enforcement on an object column ("from type", what the predict hook sees).
 _COLUMN_PATTERNS = (
     r"convert column (\S+?) to type",
+    r"convert column (\S+?) from type",
     r"input types for column (\S+?)\.",
     r"for column (\S+?)[ .:]",
 )
