@@ -12,6 +12,10 @@ body, enforces the signature and predicts. The wrapper adds what that server lac
   (MLflow: 400 with a stack trace); 400 for columns the signature does not know and nulls in
   required columns (MLflow ignores the first and lets the second through);
 - readiness and liveness routes, Prometheus metrics, a request id, no FastAPI docs routes.
+
+This module holds the wrapper and its routes only: loading is serving/loading.py, the input
+checks and the predict hook serving/contract.py, the errors serving/api_errors.py (the table)
+and serving/mlflow_errors.py (MLflow's answers mapped onto it).
 """
 
 from __future__ import annotations
