@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 
 from serving.api_errors import ApiError, api_error
+from serving.asgi import CapturedResponse, replay
 from serving.context import RequestContext, current_request
 from serving.contract import install_predict_hook
 from serving.loading import LoadedModel, load
@@ -175,26 +176,9 @@ class ServingApp:
 
     async def _call_mlflow(self, scope, body: bytes, send, context: RequestContext) -> None:
         """Run MLflow's /invocations on the buffered body; rewrite its error responses."""
-        delivered = False
-
-        async def replay():
-            nonlocal delivered
-            if delivered:
-                return {"type": "http.disconnect"}
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        response: dict = {"status": 500, "headers": [], "body": []}
-
-        async def capture(message):
-            if message["type"] == "http.response.start":
-                response["status"] = message["status"]
-                response["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                response["body"].append(message.get("body", b""))
-
+        response = CapturedResponse()
         try:
-            await self.mlflow_app(scope, replay, capture)
+            await self.mlflow_app(scope, replay(body), response.send)
         except Exception:  # noqa: BLE001 - turned into a JSON error below, details logged
             # MLflow lets non-MLflow exceptions escape (e.g. pandas failing on a strange
             # dataframe_split). Before the model ran, that is the caller's input.
@@ -206,19 +190,19 @@ class ServingApp:
             )
             await self.send_error(send, context, error)
             return
-        payload = b"".join(response["body"])
-        if response["status"] < 400:
+        payload = response.body
+        if response.status < 400:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response["status"],
-                    "headers": response["headers"],
+                    "status": response.status,
+                    "headers": response.headers,
                 }
             )
             await send({"type": "http.response.body", "body": payload})
             return
         error = context.error or classify_mlflow_error(
-            response["status"], payload, self.settings.request_timeout, self.loaded.inputs
+            response.status, payload, self.settings.request_timeout, self.loaded.inputs
         )
         if error.status >= 500 or context.error is None:
             log.warning(
@@ -228,7 +212,7 @@ class ServingApp:
                         "request_id": context.request_id,
                         "status": error.status,
                         "code": error.code,
-                        "mlflow_status": response["status"],
+                        "mlflow_status": response.status,
                         "mlflow_body": payload[:500].decode("utf-8", "replace"),
                     }
                 },

@@ -15,6 +15,7 @@ import time
 import pandas as pd
 import pytest
 
+from serving.asgi import CapturedResponse, replay
 from serving.mlflow_errors import classify_mlflow_error, schema_error
 
 SECRET = "Zebra-Secret-4711"
@@ -71,22 +72,7 @@ def scoring_app(pyfunc_model):
 
 def invoke(app, body: bytes, content_type: str) -> tuple[int, bytes]:
     """POST /invocations to an ASGI app in this process; (status, body) of its answer."""
-    response = {"status": None, "body": b""}
-    delivered = False
-
-    async def receive():
-        nonlocal delivered
-        if delivered:
-            return {"type": "http.disconnect"}
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            response["status"] = message["status"]
-        elif message["type"] == "http.response.body":
-            response["body"] += message.get("body", b"")
-
+    response = CapturedResponse()
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -101,8 +87,8 @@ def invoke(app, body: bytes, content_type: str) -> tuple[int, bytes]:
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
-    asyncio.run(app(scope, receive, send))
-    return response["status"], response["body"]
+    asyncio.run(app(scope, replay(body), response.send))
+    return response.status, response.body
 
 
 def records(*rows: dict) -> bytes:
