@@ -86,16 +86,28 @@ class ServingApp:
         status = 500
         started = time.perf_counter()
         extra_headers = [*self.identity, (b"x-request-id", request_id.encode())]
+        path = scope["path"]
+        route = self.routes.get(path)
+        label = path if route is not None else "other"
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            if not observed:
+                observed = True
+                self.metrics.observe(label, status, time.perf_counter() - started, context.rows)
 
         async def send_with_identity(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra_headers]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last bytes leave: a client that scrapes /metrics right
+                # after its answer (possibly from another worker) must already see it.
+                observe()
             await send(message)
 
-        path = scope["path"]
-        route = self.routes.get(path)
         try:
             if route is None:
                 await self.send_error(send_with_identity, context, api_error("not_found"))
@@ -105,9 +117,8 @@ class ServingApp:
                 await route(scope, receive, send_with_identity, context)
         finally:
             current_request.reset(token)
+            observe()  # a response that never finished (the app raised) counts too
             elapsed = time.perf_counter() - started
-            label = path if route is not None else "other"
-            self.metrics.observe(label, status, elapsed, context.rows)
             access_log.info(
                 "request",
                 extra={
