@@ -10,16 +10,37 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from apex.body import INTEGER_TYPES, NUMBER_TYPES, Column
+from common.facts import MAX_BODY_BYTES
+from serving.api_errors import ERRORS
 
-ERROR_STATUSES = {
-    "400": ("BadInput", "The body is not valid JSON or a column is missing or of the wrong type."),
-    "401": ("Unauthorized", "No X-API-Key header, or the key is unknown."),
-    "413": ("TooLarge", "The body is over 8 MB: send fewer rows per request."),
-    "415": ("UnsupportedMediaType", "Content-Type is missing or not application/json."),
-    "429": ("RateLimited", "Too many requests for this key: wait Retry-After seconds."),
-    "500": ("ModelError", "The model failed on this input."),
-    "503": ("Unavailable", "The model server is down or still loading."),
-    "504": ("Timeout", "The model did not answer in time."),
+# The reusable response of each status: its component name and what it tells a caller. Which
+# statuses an operation answers, and the model server's codes in each, come from the server's
+# error table (serving/api_errors.py); the gateway adds its own statuses (GATEWAY_STATUSES).
+RESPONSES = {
+    400: ("BadInput", "The body is not valid JSON or a column is missing or of the wrong type."),
+    401: ("Unauthorized", "No X-API-Key header, or the key is unknown."),
+    404: ("NotFound", "No such route: the API is POST /invocations and GET /model."),
+    405: ("MethodNotAllowed", "The route does not take this method."),
+    413: (
+        "TooLarge",
+        f"The body is over {MAX_BODY_BYTES / 2**20:g} MB: send fewer rows per request.",
+    ),
+    415: ("UnsupportedMediaType", "Content-Type is missing or not application/json."),
+    429: ("RateLimited", "Too many requests for this key: wait Retry-After seconds."),
+    500: ("ModelError", "The model failed on this input."),
+    503: ("Unavailable", "The model server is down or still loading."),
+    504: ("Timeout", "The model did not answer in time."),
+}
+# What the gateway answers itself on each path (nginx/snippets/errors.conf, api-key.conf,
+# rate-limits.conf): a missing key, the rate limit, an unreachable or slow model server.
+GATEWAY_STATUSES = {
+    "/invocations": (401, 429, 503, 504),
+    "/model": (401, 429, 503, 504),
+    "/openapi.json": (401, 429),
+}
+# What the model server itself answers on each path.
+SERVER_STATUSES = {
+    "/invocations": tuple(sorted({case.status for case in ERRORS.values() if case.on_invocations})),
 }
 _STRING = {"type": "string"}
 _COLUMNS = {"type": "array", "items": {"$ref": "#/components/schemas/Column"}}
@@ -40,16 +61,26 @@ def column_schema(column: Column) -> dict:
     return schema
 
 
-def _error_response(name: str, description: str) -> dict:
+# ------------------------------------------------------------------------------------ responses
+def server_codes(status: int) -> list[str]:
+    """The model server's error codes answered with `status`, in table order, once each."""
+    return list(dict.fromkeys(case.code for case in ERRORS.values() if case.status == status))
+
+
+def _error_response(status: int) -> dict:
+    name, description = RESPONSES[status]
+    codes = server_codes(status)
+    if codes:
+        description += " Model server codes: " + ", ".join(f"`{code}`" for code in codes) + "."
     response = {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
-    if name == "Unauthorized":
+    if status == 401:
         response["headers"] = {
             "WWW-Authenticate": {"required": True, "schema": _STRING},
         }
-    if name == "RateLimited":
+    if status == 429:
         response["headers"] = {
             "Retry-After": {
                 "description": "Seconds to wait before the next request.",
@@ -60,32 +91,58 @@ def _error_response(name: str, description: str) -> dict:
     return response
 
 
-def _errors(*statuses: str) -> dict:
+def error_statuses() -> list[int]:
+    """Every status with a reusable response: the server's table and the gateway's."""
+    server = {case.status for case in ERRORS.values()}
+    gateway = {status for statuses in GATEWAY_STATUSES.values() for status in statuses}
+    return sorted(server | gateway)
+
+
+def _errors(path: str) -> dict:
+    statuses = sorted({*GATEWAY_STATUSES[path], *SERVER_STATUSES.get(path, ())})
     return {
-        status: {"$ref": f"#/components/responses/{ERROR_STATUSES[status][0]}"}
+        str(status): {"$ref": f"#/components/responses/{RESPONSES[status][0]}"}
         for status in statuses
     }
 
 
-def build_openapi(
-    model_name: str,
-    inputs: Sequence[Column],
-    outputs: Sequence[Column],
-    gateway_url: str,
-    example: dict | None,
-) -> dict:
-    """The OpenAPI document for ``POST /invocations``, ``GET /model`` and ``GET /openapi.json``."""
-    names = [column.name for column in inputs]
+def _json_response(description: str, schema: dict, headers: dict | None = None) -> dict:
+    response: dict = {"description": description}
+    if headers:
+        response["headers"] = headers
+    response["content"] = {"application/json": {"schema": schema}}
+    return response
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+# -------------------------------------------------------------------------------------- schemas
+def record_schema(inputs: Sequence[Column], example: dict | None) -> dict:
+    """One applicant as a JSON object (``dataframe_records`` items)."""
     record = {
         "type": "object",
         "description": "One applicant. Every column is sent; null means missing where allowed.",
         "properties": {column.name: column_schema(column) for column in inputs},
-        "required": names,
+        "required": [column.name for column in inputs],
         "additionalProperties": False,
     }
     if example:
         record["example"] = example
+    return record
+
+
+def split_request_schema(inputs: Sequence[Column], example: dict | None) -> dict:
+    """The ``dataframe_split`` body: column names once, then rows of values in that order."""
+    names = [column.name for column in inputs]
     cell_types = sorted({column_schema(column)["type"] for column in inputs})
+    row = {
+        "type": "array",
+        "minItems": len(names),
+        "maxItems": len(names),
+        "items": {"nullable": True, "anyOf": [{"type": kind} for kind in cell_types]},
+    }
     split = {
         "type": "object",
         "required": ["dataframe_split"],
@@ -108,15 +165,7 @@ def build_openapi(
                         "type": "array",
                         "minItems": 1,
                         "description": "One row per applicant, values in the order of columns.",
-                        "items": {
-                            "type": "array",
-                            "minItems": len(names),
-                            "maxItems": len(names),
-                            "items": {
-                                "nullable": True,
-                                "anyOf": [{"type": kind} for kind in cell_types],
-                            },
-                        },
+                        "items": row,
                     },
                 },
             }
@@ -126,18 +175,23 @@ def build_openapi(
         split["example"] = {
             "dataframe_split": {"columns": names, "data": [[example.get(n) for n in names]]}
         }
-    records_request = {
+    return split
+
+
+def records_request_schema() -> dict:
+    """The ``dataframe_records`` body: a list of Records."""
+    return {
         "type": "object",
         "required": ["dataframe_records"],
         "additionalProperties": False,
         "properties": {
-            "dataframe_records": {
-                "type": "array",
-                "minItems": 1,
-                "items": {"$ref": "#/components/schemas/Record"},
-            }
+            "dataframe_records": {"type": "array", "minItems": 1, "items": _ref("Record")}
         },
     }
+
+
+def prediction_schema(outputs: Sequence[Column]) -> dict:
+    """One prediction: every output column, never null."""
     prediction = {
         "type": "object",
         "required": [column.name for column in outputs],
@@ -145,144 +199,157 @@ def build_openapi(
     }
     for column in outputs:
         prediction["properties"][column.name].pop("nullable", None)
-    response_headers = {
-        "X-Model-Name": {"required": True, "schema": _STRING, "description": "Registered model."},
-        "X-Model-Version": {
-            "required": True,
-            "schema": _STRING,
-            "description": "The registry version that answered, e.g. 3.",
+    return prediction
+
+
+_MODEL_INFO = {
+    "type": "object",
+    "required": ["name", "version", "inputs", "outputs"],
+    "properties": {
+        "name": _STRING,
+        "version": _STRING,
+        "alias": {"type": "string", "nullable": True},
+        "run_id": {"type": "string", "nullable": True},
+        "inputs": _COLUMNS,
+        "outputs": _COLUMNS,
+        "loaded_at": {"type": "string", "nullable": True},
+    },
+}
+_ERROR = {
+    "type": "object",
+    "required": ["error", "request_id"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+                "message": _STRING,
+            },
         },
-        "X-Request-ID": {"required": True, "schema": _STRING, "description": "Quote it in bugs."},
+        "request_id": _STRING,
+    },
+}
+
+
+def schemas(inputs: Sequence[Column], outputs: Sequence[Column], example: dict | None) -> dict:
+    """``components.schemas``: the request bodies, the predictions, /model and the error."""
+    return {
+        "Record": record_schema(inputs, example),
+        "RecordsRequest": records_request_schema(),
+        "SplitRequest": split_request_schema(inputs, example),
+        "Prediction": prediction_schema(outputs),
+        "Predictions": {
+            "type": "object",
+            "required": ["predictions"],
+            "properties": {"predictions": {"type": "array", "items": _ref("Prediction")}},
+        },
+        "Column": {
+            "type": "object",
+            "required": ["name", "type"],
+            "properties": {"name": _STRING, "type": _STRING},
+        },
+        "ModelInfo": _MODEL_INFO,
+        "Error": _ERROR,
+    }
+
+
+# ---------------------------------------------------------------------------------------- paths
+_IDENTITY_HEADERS = {
+    "X-Model-Name": {"required": True, "schema": _STRING, "description": "Registered model."},
+    "X-Model-Version": {
+        "required": True,
+        "schema": _STRING,
+        "description": "The registry version that answered, e.g. 3.",
+    },
+    "X-Request-ID": {"required": True, "schema": _STRING, "description": "Quote it in bugs."},
+}
+
+
+def _operation(operation_id: str, summary: str, path: str, ok: dict, request=None) -> dict:
+    operation = {"operationId": operation_id, "summary": summary}
+    if request is not None:
+        operation["requestBody"] = request
+    operation["responses"] = {"200": ok, **_errors(path)}
+    return operation
+
+
+def paths() -> dict:
+    """The three operations the gateway offers, each with the errors it can answer."""
+    predict_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_ref("RecordsRequest"), _ref("SplitRequest")]}
+            }
+        },
     }
     return {
-        "openapi": "3.0.3",
-        "info": {
-            "title": f"{model_name} scoring API",
-            "version": "1",
-            "description": (
-                f"Scores rows with the promoted version of the MLflow model {model_name} "
-                "(MLflow scoring protocol). Generated by `make apex` from the model signature."
-            ),
+        "/invocations": {
+            "post": _operation(
+                "predict",
+                "Score one or many rows in one request",
+                "/invocations",
+                _json_response(
+                    "One prediction per input row, in order.",
+                    _ref("Predictions"),
+                    _IDENTITY_HEADERS,
+                ),
+                request=predict_body,
+            )
         },
+        "/model": {
+            "get": _operation(
+                "modelInfo",
+                "The model version that answers now, with its signature",
+                "/model",
+                _json_response("Name, version, alias and signature.", _ref("ModelInfo")),
+            )
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "openapi",
+                "This document",
+                "/openapi.json",
+                _json_response("The OpenAPI document.", {"type": "object"}),
+            )
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------- document
+def info(model_name: str) -> dict:
+    return {
+        "title": f"{model_name} scoring API",
+        "version": "1",
+        "description": (
+            f"Scores rows with the promoted version of the MLflow model {model_name} "
+            "(MLflow scoring protocol). Generated by `make apex` from the model signature."
+        ),
+    }
+
+
+def build_openapi(
+    model_name: str,
+    inputs: Sequence[Column],
+    outputs: Sequence[Column],
+    gateway_url: str,
+    example: dict | None,
+) -> dict:
+    """The OpenAPI document for ``POST /invocations``, ``GET /model`` and ``GET /openapi.json``."""
+    return {
+        "openapi": "3.0.3",
+        "info": info(model_name),
         "servers": [{"url": gateway_url}],
         "security": [{"ApiKey": []}],
-        "paths": {
-            "/invocations": {
-                "post": {
-                    "operationId": "predict",
-                    "summary": "Score one or many rows in one request",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"$ref": "#/components/schemas/RecordsRequest"},
-                                        {"$ref": "#/components/schemas/SplitRequest"},
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "One prediction per input row, in order.",
-                            "headers": response_headers,
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Predictions"}
-                                }
-                            },
-                        },
-                        **_errors("400", "401", "413", "415", "429", "500", "503", "504"),
-                    },
-                }
-            },
-            "/model": {
-                "get": {
-                    "operationId": "modelInfo",
-                    "summary": "The model version that answers now, with its signature",
-                    "responses": {
-                        "200": {
-                            "description": "Name, version, alias and signature.",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/ModelInfo"}
-                                }
-                            },
-                        },
-                        **_errors("401", "429", "503", "504"),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "operationId": "openapi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI document.",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        },
-                        **_errors("401", "429"),
-                    },
-                }
-            },
-        },
+        "paths": paths(),
         "components": {
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-            "schemas": {
-                "Record": record,
-                "RecordsRequest": records_request,
-                "SplitRequest": split,
-                "Prediction": prediction,
-                "Predictions": {
-                    "type": "object",
-                    "required": ["predictions"],
-                    "properties": {
-                        "predictions": {
-                            "type": "array",
-                            "items": {"$ref": "#/components/schemas/Prediction"},
-                        }
-                    },
-                },
-                "Column": {
-                    "type": "object",
-                    "required": ["name", "type"],
-                    "properties": {"name": _STRING, "type": _STRING},
-                },
-                "ModelInfo": {
-                    "type": "object",
-                    "required": ["name", "version", "inputs", "outputs"],
-                    "properties": {
-                        "name": _STRING,
-                        "version": _STRING,
-                        "alias": {"type": "string", "nullable": True},
-                        "run_id": {"type": "string", "nullable": True},
-                        "inputs": _COLUMNS,
-                        "outputs": _COLUMNS,
-                        "loaded_at": {"type": "string", "nullable": True},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "request_id"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message"],
-                            "properties": {
-                                "code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
-                                "message": _STRING,
-                            },
-                        },
-                        "request_id": _STRING,
-                    },
-                },
-            },
+            "schemas": schemas(inputs, outputs, example),
+            # Every status either side can answer, also 404 and 405 that no operation lists
+            # (a route or method the API does not have).
             "responses": {
-                name: _error_response(name, description)
-                for name, description in ERROR_STATUSES.values()
+                RESPONSES[status][0]: _error_response(status) for status in error_statuses()
             },
         },
     }

@@ -12,24 +12,30 @@ body, enforces the signature and predicts. The wrapper adds what that server lac
   (MLflow: 400 with a stack trace); 400 for columns the signature does not know and nulls in
   required columns (MLflow ignores the first and lets the second through);
 - readiness and liveness routes, Prometheus metrics, a request id, no FastAPI docs routes.
+
+This module holds the wrapper and its routes only: loading is serving/loading.py, the input
+checks and the predict hook serving/contract.py, the errors serving/api_errors.py (the table)
+and serving/mlflow_errors.py (MLflow's answers mapped onto it).
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import os
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from serving.errors import ApiError, classify_mlflow_error, schema_error
+from serving.api_errors import ApiError, api_error
+from serving.asgi import CapturedResponse, replay
+from serving.context import RequestContext, current_request
+from serving.contract import install_predict_hook
+from serving.loading import LoadedModel, load
 from serving.logs import configure_logging
 from serving.metrics import Metrics
+from serving.mlflow_errors import classify_mlflow_error
 from serving.settings import load_settings
 from serving.state import ServedModel
 
@@ -39,152 +45,6 @@ access_log = logging.getLogger("serving.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = [(b"content-type", b"application/json")]
 _DOCS_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-
-
-@dataclass
-class RequestContext:
-    """Per-request facts the predict hook reports back to the wrapper."""
-
-    request_id: str
-    headers: dict[bytes, bytes] = field(default_factory=dict)
-    error: ApiError | None = None
-    rows: int = 0
-    predict_called: bool = False
-
-
-_current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("request")
-
-
-@dataclass
-class LoadedModel:
-    served: ServedModel
-    pyfunc: object
-    loaded_at: str
-    load_seconds: float
-    inputs: list[dict] = field(default_factory=list)
-    outputs: list[dict] = field(default_factory=list)
-
-
-def load(served: ServedModel) -> LoadedModel:
-    """Load the checked local copy and predict its input example (readiness needs both)."""
-    import mlflow
-
-    started = time.perf_counter()
-    model = mlflow.pyfunc.load_model(served.path)
-    model.predict(model.input_example)
-    signature = model.metadata.signature
-    return LoadedModel(
-        served=served,
-        pyfunc=model,
-        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        load_seconds=time.perf_counter() - started,
-        inputs=[_spec(s) for s in signature.inputs.inputs] if signature else [],
-        outputs=[_spec(s) for s in signature.outputs.inputs] if signature else [],
-    )
-
-
-def _spec(spec) -> dict:
-    return {
-        "name": spec.name,
-        "type": getattr(spec.type, "name", str(spec.type)),
-        "required": spec.required,
-    }
-
-
-def install_predict_hook(loaded: LoadedModel) -> None:
-    """Wrap the model's predict to check columns and report errors and row counts.
-
-    MLflow calls `model.predict(data, params=...)` after parsing; the hook runs in MLflow's
-    worker thread, and reports through the request's context object (the thread gets a copy of
-    the context, which holds the same object).
-    """
-    from mlflow.exceptions import MlflowException
-
-    model = loaded.pyfunc
-    original = model.predict
-    known = {spec["name"] for spec in loaded.inputs}
-    required = [spec["name"] for spec in loaded.inputs if spec["required"]]
-    text_columns = [spec["name"] for spec in loaded.inputs if spec["type"] == "string"]
-
-    def predict(data, params=None):
-        context = _current.get(None)
-        if context is not None:
-            context.predict_called = True
-        problem = input_problem(data, loaded.inputs, known, required, text_columns)
-        if problem is not None:
-            raise _reported(context, problem)
-        try:
-            result = original(data, params=params)
-        except MlflowException as error:
-            raise _reported(context, schema_error(error.message, loaded.inputs)) from error
-        except Exception as error:
-            log.exception(
-                "the model raised an exception",
-                extra={"fields": {"request_id": getattr(context, "request_id", "")}},
-            )
-            raise _reported(
-                context,
-                ApiError(
-                    500,
-                    "model_error",
-                    "the model failed on this input; the server log has the details under this "
-                    "request id",
-                ),
-            ) from error
-        if context is not None:
-            context.rows = len(data) if hasattr(data, "__len__") else 0
-        return result
-
-    model.predict = predict
-
-
-def input_problem(data, inputs: list[dict], known: set, required: list, text_columns: list):
-    """What MLflow's schema enforcement lets through but the model cannot take, as a 400.
-
-    Checked on the parsed frame: no rows, repeated or unknown column names (MLflow drops unknown
-    columns silently, which hides a typo), non-text values in text columns (MLflow checks the
-    column's dtype, not its values, so an object or a number would fail inside the model), and
-    nulls in required columns (MLflow lets them through).
-    """
-    from pandas.api.types import infer_dtype
-
-    columns = getattr(data, "columns", None)
-    if columns is None or not known:
-        return None
-    if len(data) == 0:
-        return ApiError(400, "empty_input", "the request holds no rows to score")
-    if not columns.is_unique:
-        return ApiError(400, "duplicate_columns", "each column may appear only once")
-    unknown = [c for c in columns if not isinstance(c, str) or c not in known]
-    if unknown:
-        expected = ", ".join(spec["name"] for spec in inputs)
-        return ApiError(
-            400,
-            "unknown_columns",
-            f"{len(unknown)} column(s) are not in the "
-            f"model's input schema; expected columns: {expected}",
-        )
-    not_text = [
-        c
-        for c in text_columns
-        if c in columns and infer_dtype(data[c], skipna=True) not in ("string", "empty")
-    ]
-    if not_text:
-        return ApiError(
-            400, "invalid_type", f"column(s) must hold text values: {', '.join(not_text)}"
-        )
-    nulls = [c for c in required if c in columns and data[c].isna().any()]
-    if nulls:
-        return ApiError(
-            400, "null_in_required_column", f"required column(s) hold null: {', '.join(nulls)}"
-        )
-    return None
-
-
-def _reported(context: RequestContext | None, error: ApiError) -> ApiError:
-    if context is not None:
-        context.error = error
-    return error
 
 
 class ServingApp:
@@ -222,40 +82,43 @@ class ServingApp:
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         context = RequestContext(request_id, headers)
-        token = _current.set(context)
+        token = current_request.set(context)
         status = 500
         started = time.perf_counter()
         extra_headers = [*self.identity, (b"x-request-id", request_id.encode())]
+        path = scope["path"]
+        route = self.routes.get(path)
+        label = path if route is not None else "other"
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            if not observed:
+                observed = True
+                self.metrics.observe(label, status, time.perf_counter() - started, context.rows)
 
         async def send_with_identity(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra_headers]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last bytes leave: a client that scrapes /metrics right
+                # after its answer (possibly from another worker) must already see it.
+                observe()
             await send(message)
 
-        path = scope["path"]
-        route = self.routes.get(path)
         try:
             if route is None:
-                await self.send_error(
-                    send_with_identity,
-                    context,
-                    ApiError(
-                        404,
-                        "not_found",
-                        "no such route; the API is POST /invocations and GET /model",
-                    ),
-                )
+                await self.send_error(send_with_identity, context, api_error("not_found"))
             elif route is self.mlflow_app:
                 await route(scope, receive, send_with_identity)
             else:
                 await route(scope, receive, send_with_identity, context)
         finally:
-            _current.reset(token)
+            current_request.reset(token)
+            observe()  # a response that never finished (the app raised) counts too
             elapsed = time.perf_counter() - started
-            label = path if route is not None else "other"
-            self.metrics.observe(label, status, elapsed, context.rows)
             access_log.info(
                 "request",
                 extra={
@@ -291,28 +154,11 @@ class ServingApp:
 
     async def invocations(self, scope, receive, send, context: RequestContext) -> None:
         if scope["method"] != "POST":
-            await self.send_error(
-                send,
-                context,
-                ApiError(
-                    405,
-                    "method_not_allowed",
-                    "use POST /invocations",
-                    headers=[(b"allow", b"POST")],
-                ),
-            )
+            await self.send_error(send, context, api_error("method_not_allowed"))
             return
         headers = context.headers
         if not headers.get(b"content-type", b"").strip():
-            await self.send_error(
-                send,
-                context,
-                ApiError(
-                    415,
-                    "unsupported_media_type",
-                    "the Content-Type header is missing; send Content-Type: application/json",
-                ),
-            )
+            await self.send_error(send, context, api_error("missing_content_type"))
             return
         body = await self._read_body(receive, headers)
         if isinstance(body, ApiError):
@@ -322,11 +168,7 @@ class ServingApp:
 
     async def _read_body(self, receive, headers) -> bytes | ApiError:
         limit = self.settings.max_body_bytes
-        too_large = ApiError(
-            413,
-            "payload_too_large",
-            f"the request body is larger than {limit} bytes; send fewer rows per request",
-        )
+        too_large = api_error("payload_too_large", limit=limit)
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return too_large
@@ -334,7 +176,7 @@ class ServingApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return ApiError(400, "client_disconnected", "the client went away")
+                return api_error("client_disconnected")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -345,61 +187,33 @@ class ServingApp:
 
     async def _call_mlflow(self, scope, body: bytes, send, context: RequestContext) -> None:
         """Run MLflow's /invocations on the buffered body; rewrite its error responses."""
-        delivered = False
-
-        async def replay():
-            nonlocal delivered
-            if delivered:
-                return {"type": "http.disconnect"}
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        response: dict = {"status": 500, "headers": [], "body": []}
-
-        async def capture(message):
-            if message["type"] == "http.response.start":
-                response["status"] = message["status"]
-                response["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                response["body"].append(message.get("body", b""))
-
+        response = CapturedResponse()
         try:
-            await self.mlflow_app(scope, replay, capture)
+            await self.mlflow_app(scope, replay(body), response.send)
         except Exception:  # noqa: BLE001 - turned into a JSON error below, details logged
             # MLflow lets non-MLflow exceptions escape (e.g. pandas failing on a strange
             # dataframe_split). Before the model ran, that is the caller's input.
             log.exception(
                 "MLflow's app raised", extra={"fields": {"request_id": context.request_id}}
             )
-            error = context.error or (
-                ApiError(
-                    500,
-                    "internal_error",
-                    "the server failed; the log has the details under this request id",
-                )
-                if context.predict_called
-                else ApiError(
-                    400,
-                    "invalid_input",
-                    "the body could not be read as model input; "
-                    "GET /model lists the expected columns and types",
-                )
+            error = context.error or api_error(
+                "internal_error" if context.predict_called else "invalid_input"
             )
             await self.send_error(send, context, error)
             return
-        payload = b"".join(response["body"])
-        if response["status"] < 400:
+        payload = response.body
+        if response.status < 400:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response["status"],
-                    "headers": response["headers"],
+                    "status": response.status,
+                    "headers": response.headers,
                 }
             )
             await send({"type": "http.response.body", "body": payload})
             return
         error = context.error or classify_mlflow_error(
-            response["status"], payload, self.settings.request_timeout, self.loaded.inputs
+            response.status, payload, self.settings.request_timeout, self.loaded.inputs
         )
         if error.status >= 500 or context.error is None:
             log.warning(
@@ -409,7 +223,7 @@ class ServingApp:
                         "request_id": context.request_id,
                         "status": error.status,
                         "code": error.code,
-                        "mlflow_status": response["status"],
+                        "mlflow_status": response.status,
                         "mlflow_body": payload[:500].decode("utf-8", "replace"),
                     }
                 },
@@ -477,7 +291,7 @@ def create_app() -> ServingApp:
     state_path = Path(os.environ["SERVING_STATE_FILE"])
     served = ServedModel.read(state_path)
     loaded = load(served)
-    install_predict_hook(loaded)
+    install_predict_hook(loaded.pyfunc, loaded.inputs)
     mlflow_app = scoring_server.init(loaded.pyfunc)
     # FastAPI's generated docs would describe MLflow's internals, not our API: the wrapper
     # never routes to them, and they are removed from MLflow's app as well.

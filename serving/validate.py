@@ -2,27 +2,22 @@
 
 Runs in its own process so a model that crashes, hangs or leaks while loading never touches a
 serving worker. Exit 0 and one JSON line on success; exit 1 and one line saying why otherwise.
+The check itself is serving/loading.py `load_and_check`, the same one the workers and
+promotion run.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
+
+from serving.loading import ModelCheckFailed, load_and_check, short_reason
 
 
 def check(model_path: str) -> dict:
-    import mlflow
-
-    started = time.perf_counter()
-    model = mlflow.pyfunc.load_model(model_path)
-    example = model.input_example
-    if example is None:
-        raise ValueError("the model has no input example to check it with")
-    prediction = model.predict(example)
-    if len(prediction) != len(example):
-        raise ValueError(f"{len(prediction)} predictions for {len(example)} example rows")
-    return {"ok": True, "rows": len(example), "seconds": round(time.perf_counter() - started, 3)}
+    """Load and check the model; what passed, as the JSON line to print."""
+    model, seconds = load_and_check(model_path)
+    return {"ok": True, "rows": len(model.input_example), "seconds": round(seconds, 3)}
 
 
 def main(argv: list[str]) -> int:
@@ -31,9 +26,11 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         print(json.dumps(check(argv[0])))
+    except ModelCheckFailed as failure:
+        print(f"model check failed: {failure}"[:400])
+        return 1
     except Exception as error:  # noqa: BLE001 - any failure of the model disqualifies it
-        message = str(error).strip().splitlines()
-        print(f"model check failed: {type(error).__name__}: {message[0] if message else ''}"[:400])
+        print(f"model check failed: {short_reason(error)}"[:400])
         return 1
     return 0
 

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from serving.loading import ModelCheckFailed, load_and_check, short_reason
 from training.evaluate import classification_metrics
 from training.registry import (
     CHALLENGER,
@@ -226,26 +227,21 @@ def _candidate(client, args):
 
 
 def evaluate(client, name: str, candidate, champion) -> Evaluation:
-    """Run checks (a) to (c) and score both versions on the candidate's held-out data."""
+    """Run checks (a) to (c) and score both versions on the candidate's held-out data.
+
+    Checks (a) and (b) are serving/loading.py `load_and_check`, the check every serving worker
+    and the server's pre-swap check run, so a promoted version is one the server will take.
+    """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     evaluation = Evaluation()
     try:
-        candidate_model = mlflow.pyfunc.load_model(f"models:/{name}/{candidate.version}")
-        evaluation.loads = True
-    except (MlflowException, OSError, ImportError, ValueError, TypeError) as error:
-        evaluation.failure = _short(error)
+        candidate_model, _ = load_and_check(f"models:/{name}/{candidate.version}")
+    except ModelCheckFailed as failure:
+        evaluation.loads = failure.stage != "load"
+        evaluation.failure = failure.reason
         return evaluation
-    try:
-        example = candidate_model.input_example
-        if example is None:
-            raise ValueError("it has no input example")
-        candidate_model.predict(example)
-        evaluation.predicts_example = True
-    except Exception as error:  # noqa: BLE001 - any failure of a model's own code disqualifies it
-        evaluation.failure = _short(error)
-        return evaluation
+    evaluation.loads = evaluation.predicts_example = True
 
     champion_model = None
     if champion is not None:
@@ -268,7 +264,7 @@ def evaluate(client, name: str, candidate, champion) -> Evaluation:
             evaluation.champion_metrics = _score(champion_model, features, target)
             evaluation.champion_auc = evaluation.champion_metrics["roc_auc"]
         except Exception as error:  # noqa: BLE001 - reported in the decision, never hidden
-            evaluation.failure = _short(error)
+            evaluation.failure = short_reason(error)
     return evaluation
 
 
@@ -321,11 +317,6 @@ def record(
         client.set_model_version_tag(name, candidate.version, key, value)
     if not decision.promote:
         client.set_registered_model_alias(name, CHALLENGER, candidate.version)
-
-
-def _short(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
 
 
 if __name__ == "__main__":

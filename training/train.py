@@ -17,11 +17,14 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
 
 from training import credit_model
 from training.data import DataError, TrainingData, builtin_data, load_user_data
@@ -76,90 +79,152 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@dataclass
+class Splits:
+    """Train (fit), validation (threshold) and test (metrics, promotion) rows, stratified."""
+
+    x_train: pd.DataFrame
+    x_val: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: pd.Series
+    y_val: pd.Series
+    y_test: pd.Series
+
+
+@dataclass
+class Fitted:
+    """A fitted pipeline with its decision threshold and what it scored on held-out rows."""
+
+    pipeline: Pipeline
+    threshold: float
+    test_probability: np.ndarray
+    metrics: dict[str, float]
+
+
 def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
     """Fit, evaluate, log and register; returns what was registered."""
     import mlflow
 
-    features = list(data.numeric_columns + data.categorical_columns)
-    x = data.frame[features]
+    splits = split_data(data, args.seed)
+    fitted = fit_and_evaluate(data, splits, args.classifier, args.seed)
+    mlflow.set_experiment(args.experiment)
+    with mlflow.start_run(run_name=f"{args.classifier}-{data_hash(data.frame)[:8]}") as run:
+        log_run_facts(data, args, fitted)
+        log_dataset(data, args.data)
+        log_figures(fitted, splits, args.seed)
+        model_info = log_model(
+            fitted.pipeline, splits.x_train, splits.x_test, fitted.threshold, args.model_name
+        )
+        log_held_out(splits, data.target)
+    version = model_info.registered_model_version
+    return {
+        "model_name": args.model_name,
+        "version": int(version),
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{args.model_name}/{version}",
+        "threshold": fitted.threshold,
+        "metrics": fitted.metrics,
+    }
+
+
+def split_data(data: TrainingData, seed: int) -> Splits:
+    """60 % train, 20 % validation, 20 % test, each with the same share of defaults."""
+    x = data.frame[list(data.numeric_columns + data.categorical_columns)]
     y = data.frame[data.target]
     x_rest, x_test, y_rest, y_test = train_test_split(
-        x, y, test_size=0.2, stratify=y, random_state=args.seed
+        x, y, test_size=0.2, stratify=y, random_state=seed
     )
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=args.seed
+        x_rest, y_rest, test_size=0.25, stratify=y_rest, random_state=seed
     )
-    pipeline = build_pipeline(
-        args.classifier, data.numeric_columns, data.categorical_columns, args.seed
-    )
-    pipeline.fit(x_train, y_train)
-    threshold = best_threshold(y_val, pipeline.predict_proba(x_val)[:, 1])
-    test_probability = pipeline.predict_proba(x_test)[:, 1]
+    return Splits(x_train, x_val, x_test, y_train, y_val, y_test)
+
+
+def fit_and_evaluate(data: TrainingData, splits: Splits, classifier: str, seed: int) -> Fitted:
+    """Fit on train, choose the threshold on validation, measure on validation and test."""
+    pipeline = build_pipeline(classifier, data.numeric_columns, data.categorical_columns, seed)
+    pipeline.fit(splits.x_train, splits.y_train)
+    val_probability = pipeline.predict_proba(splits.x_val)[:, 1]
+    threshold = best_threshold(splits.y_val, val_probability)
+    test_probability = pipeline.predict_proba(splits.x_test)[:, 1]
     metrics = {
         f"test_{k}": v
-        for k, v in classification_metrics(y_test, test_probability, threshold).items()
+        for k, v in classification_metrics(splits.y_test, test_probability, threshold).items()
     }
     metrics |= {
         f"val_{k}": v
-        for k, v in classification_metrics(
-            y_val, pipeline.predict_proba(x_val)[:, 1], threshold
-        ).items()
+        for k, v in classification_metrics(splits.y_val, val_probability, threshold).items()
     }
+    return Fitted(pipeline, threshold, test_probability, metrics)
 
-    mlflow.set_experiment(args.experiment)
-    with mlflow.start_run(run_name=f"{args.classifier}-{data_hash(data.frame)[:8]}") as run:
-        mlflow.set_tags(
-            {
-                "git_commit": git_commit(),
-                "data_sha256": data_hash(data.frame),
-                "data_source": data.source,
-            }
-        )
-        mlflow.log_params(
-            {
-                "classifier": args.classifier,
-                "seed": args.seed,
-                "rows": len(data.frame),
-                "target": data.target,
-                "numeric_columns": ",".join(data.numeric_columns),
-                "categorical_columns": ",".join(data.categorical_columns),
-                **{
-                    f"clf_{k}": v
-                    for k, v in pipeline.named_steps["classifier"].get_params().items()
-                    if isinstance(v, (int, float, str, bool)) or v is None
-                },
-            }
-        )
-        mlflow.log_metrics(metrics)
-        dataset = mlflow.data.from_pandas(
-            data.frame,
-            source=str(args.data.resolve()) if args.data else None,
-            targets=data.target,
-            name=args.data.stem if args.data else "credit-risk-builtin",
-        )
-        mlflow.log_input(dataset, context="training")
-        for name, figure in figures(
-            pipeline, x_test, y_test, test_probability, threshold, args.seed
-        ).items():
-            mlflow.log_figure(figure, f"plots/{name}")
-        model_info = log_model(pipeline, x_train, x_test, threshold, args.model_name)
-        with tempfile.TemporaryDirectory() as tmp:
-            # The held-out rows travel with the run, so promotion can score the candidate and
-            # the champion on the same data later.
-            test_frame = x_test.assign(**{data.target: y_test})
-            path = Path(tmp) / "test.parquet"
-            test_frame.to_parquet(path)
-            mlflow.log_artifact(str(path), artifact_path="evaluation")
-            mlflow.set_tag("evaluation_target", data.target)
 
-    return {
-        "model_name": args.model_name,
-        "version": int(model_info.registered_model_version),
-        "run_id": run.info.run_id,
-        "model_uri": f"models:/{args.model_name}/{model_info.registered_model_version}",
-        "threshold": threshold,
-        "metrics": metrics,
-    }
+def log_run_facts(data: TrainingData, args: argparse.Namespace, fitted: Fitted) -> None:
+    """Tags (code and data identity), parameters (data, classifier settings) and metrics."""
+    import mlflow
+
+    mlflow.set_tags(
+        {
+            "git_commit": git_commit(),
+            "data_sha256": data_hash(data.frame),
+            "data_source": data.source,
+        }
+    )
+    mlflow.log_params(
+        {
+            "classifier": args.classifier,
+            "seed": args.seed,
+            "rows": len(data.frame),
+            "target": data.target,
+            "numeric_columns": ",".join(data.numeric_columns),
+            "categorical_columns": ",".join(data.categorical_columns),
+            **{
+                f"clf_{k}": v
+                for k, v in fitted.pipeline.named_steps["classifier"].get_params().items()
+                if isinstance(v, (int, float, str, bool)) or v is None
+            },
+        }
+    )
+    mlflow.log_metrics(fitted.metrics)
+
+
+def log_dataset(data: TrainingData, path: Path | None) -> None:
+    """The training frame as the run's input dataset (its file when read from one)."""
+    import mlflow
+
+    dataset = mlflow.data.from_pandas(
+        data.frame,
+        source=str(path.resolve()) if path else None,
+        targets=data.target,
+        name=path.stem if path else "credit-risk-builtin",
+    )
+    mlflow.log_input(dataset, context="training")
+
+
+def log_figures(fitted: Fitted, splits: Splits, seed: int) -> None:
+    """The evaluation plots of the test rows (training/evaluate.py `figures`)."""
+    import mlflow
+
+    for name, figure in figures(
+        fitted.pipeline,
+        splits.x_test,
+        splits.y_test,
+        fitted.test_probability,
+        fitted.threshold,
+        seed,
+    ).items():
+        mlflow.log_figure(figure, f"plots/{name}")
+
+
+def log_held_out(splits: Splits, target: str) -> None:
+    """The test rows travel with the run, so promotion can score the candidate and the
+    champion on the same data later (training/promote.py reads them back)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "test.parquet"
+        splits.x_test.assign(**{target: splits.y_test}).to_parquet(path)
+        mlflow.log_artifact(str(path), artifact_path="evaluation")
+        mlflow.set_tag("evaluation_target", target)
 
 
 def log_model(
