@@ -183,3 +183,9 @@ def test_images_expose_what_they_listen_on():
     assert exposed("nginx/Dockerfile") == gateway_ports({"MLFLOW_HOST": "mlflow"})
     assert exposed("images/python.Dockerfile", "model-server") == {facts.MODEL_SERVER_PORT}
     assert exposed("images/python.Dockerfile", "mlflow") == {facts.MLFLOW_PORT}
+
+
+def test_facts_table_in_the_readme_is_current():
+    readme = (ROOT / "common" / "README.md").read_text()
+    table = readme.split("-->\n", 1)[1].split("<!-- facts:end", 1)[0]
+    assert table == facts.facts_table(), "common/README.md: paste python -m common.facts --markdown"
