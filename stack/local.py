@@ -20,13 +20,15 @@ from pathlib import Path
 
 import requests
 
+from common import facts
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 LOGS = STATE / "logs"
 MLRUNS = ROOT / "mlruns"
 PYTHON = sys.executable
 
-MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT", "5000"))
+MLFLOW_PORT = int(os.environ.get("MLFLOW_PORT") or facts.MLFLOW_PORT)
 TRACKING_URI = f"http://127.0.0.1:{MLFLOW_PORT}"
 MODEL_NAME = os.environ.get("MODEL_NAME", "credit-risk")
 
@@ -118,26 +120,18 @@ class Service:
 
 
 def mlflow_service() -> Service:
+    """`python -m tracking` (the one entry point) on SQLite under mlruns/, without auth."""
     MLRUNS.mkdir(exist_ok=True)
     return Service(
         name="mlflow",
-        command=[
-            PYTHON,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{MLRUNS / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(MLRUNS / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(MLFLOW_PORT),
-            "--workers",
-            "2",
-        ],
+        command=[PYTHON, "-m", "tracking"],
         health_url=f"{TRACKING_URI}/health",
+        # Only what differs from tracking/settings.py's defaults (127.0.0.1, no auth).
+        env={
+            "TRACKING_BACKEND_STORE_URI": f"sqlite:///{MLRUNS / 'mlflow.db'}",
+            "TRACKING_ARTIFACTS_DESTINATION": str(MLRUNS / "artifacts"),
+            "TRACKING_PORT": str(MLFLOW_PORT),
+        },
     )
 
 
