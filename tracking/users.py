@@ -8,7 +8,9 @@
   whoever created them.
 - the model server (`model-server`): reads (resolves the alias, downloads versions). It has
   `default_permission` READ, and an explicit READ on the experiment and the model when they
-  exist, so no earlier, wider grant survives.
+  exist, so no earlier, wider grant survives. MLflow lets any signed-in user create a new
+  experiment or model of its own (it owns only that); nothing here lets it write to the
+  trainer's.
 
 Done at every start, before the server listens: the users are created, or get the configured
 password (rotation: change the Secret or .env, restart MLflow). A model or experiment created
