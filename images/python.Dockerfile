@@ -24,7 +24,9 @@ RUN python3 -m venv /opt/venv \
 
 # MLflow's basic-auth app needs Flask-WTF (the mlflow[auth] extra); only the tracking server runs it.
 FROM deps AS deps-mlflow
-RUN /opt/venv/bin/pip install --quiet "flask-wtf~=1.3.0"
+# The pin is the `tracking` extra of pyproject.toml, its one owner.
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['tracking']))" >/tmp/tracking.txt \
+ && /opt/venv/bin/pip install --quiet -r /tmp/tracking.txt
 
 # --- runtime base: the non-root user and the Python environment ------------------------------
 FROM ${BASE_IMAGE} AS runtime
@@ -61,8 +63,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request as u; from training.registry import DEFAULT_TRACKING_URI as d; u.urlopen(os.environ.get('MLFLOW_TRACKING_URI', d).rstrip('/') + '/health', timeout=4)"]
 CMD ["python", "-m", "training.job"]
 
-# --- mlflow: tracking server and UI (tracking/server.py) -----------------------------
-# `mlflow server` with the PostgreSQL backend store, --serve-artifacts from a volume and the
+# --- mlflow: tracking server and UI: `python -m tracking` (tracking/README.md) -------------
+# The one entry point: it creates the auth database and the stack's users, writes the
+# basic-auth ini to the /tmp tmpfs and execs `mlflow server` with --serve-artifacts and the
 # basic-auth app. It is built here because the tracking server is the training side's system
 # of record (experiments, runs, registry, the data scientists' UI); the model server only reads it.
 FROM runtime AS mlflow
@@ -72,14 +75,17 @@ RUN install -d -o app -g app -m 0750 /mlflow /mlflow/artifacts
 COPY --from=deps-mlflow /opt/venv /opt/venv
 COPY common/ /opt/app/common/
 COPY tracking/ /opt/app/tracking/
-ENV TRACKING_ARTIFACTS_DIR=/mlflow/artifacts \
-    TRACKING_RUNTIME_DIR=/tmp/mlflow \
-    TRACKING_PORT=5000
+# What a container needs unlike the native defaults of tracking/settings.py; the store and the
+# passwords come from compose's .env or the Kubernetes Secrets.
+ENV TRACKING_AUTH=true \
+    TRACKING_HOST=0.0.0.0 \
+    TRACKING_ARTIFACTS_DESTINATION=/mlflow/artifacts \
+    TRACKING_RUNTIME_DIR=/tmp/mlflow
 USER 10001:10001
 EXPOSE 5000
 # /health is the one route the auth app and the allowed-hosts check leave open.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/health' % os.environ.get('TRACKING_PORT', '5000'), timeout=4)"]
+  CMD ["python", "-c", "import os, urllib.request as u; from common.facts import MLFLOW_PORT as p; u.urlopen('http://127.0.0.1:%s/health' % (os.environ.get('TRACKING_PORT') or p), timeout=4)"]
 CMD ["python", "-m", "tracking"]
 
 # --- model-server: `python -m serving`, following models:/credit-risk@champion (serving/README.md)

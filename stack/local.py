@@ -118,26 +118,17 @@ class Service:
 
 
 def mlflow_service() -> Service:
+    """`python -m tracking` (the one entry point) on SQLite under mlruns/, without auth."""
     MLRUNS.mkdir(exist_ok=True)
     return Service(
         name="mlflow",
-        command=[
-            PYTHON,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{MLRUNS / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(MLRUNS / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(facts.MLFLOW_PORT),
-            "--workers",
-            "2",
-        ],
+        command=[PYTHON, "-m", "tracking"],
         health_url=f"{TRACKING_URI}/health",
+        # Only what differs from tracking/settings.py's defaults (127.0.0.1, no auth).
+        env={
+            "TRACKING_BACKEND_STORE_URI": f"sqlite:///{MLRUNS / 'mlflow.db'}",
+            "TRACKING_ARTIFACTS_DESTINATION": str(MLRUNS / "artifacts"),
+        },
     )
 
 

@@ -40,39 +40,35 @@ __all__ = [
 
 
 class MlflowServer:
-    """A real `mlflow server` on a free port with the given backend store."""
+    """The tracking server's one entry point (`python -m tracking`) on a free port.
 
-    def __init__(self, workdir: Path, backend_uri: str | None = None):
+    SQLite in `workdir` unless `backend_uri` names another store (a PostgreSQL URI); one worker.
+    `settings` become TRACKING_<NAME> variables (auth="true", trainer_password=...), as for
+    ModelServer; `start()` after `stop()` restarts with the current `env`.
+    """
+
+    def __init__(self, workdir: Path, backend_uri: str | None = None, **settings: str):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.backend_uri = backend_uri or f"sqlite:///{workdir / 'mlflow.db'}"
+        self.env = {
+            "TRACKING_BACKEND_STORE_URI": self.backend_uri,
+            "TRACKING_ARTIFACTS_DESTINATION": str(workdir / "artifacts"),
+            "TRACKING_PORT": str(self.port),
+            "TRACKING_WORKERS": "1",
+            **{f"TRACKING_{k.upper()}": str(v) for k, v in settings.items()},
+        }
         self.process: Process | None = None
 
-    def start(self) -> MlflowServer:
+    def start(self, timeout: float = 90) -> MlflowServer:
         self.process = Process(
-            [
-                PYTHON,
-                "-m",
-                "mlflow",
-                "server",
-                "--backend-store-uri",
-                self.backend_uri,
-                "--artifacts-destination",
-                str(self.workdir / "artifacts"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            log=self.workdir / "mlflow-server.log",
+            [PYTHON, "-m", "tracking"], log=self.workdir / "mlflow-server.log", env=self.env
         )
         wait_until(
             http_ok(f"{self.uri}/health"),
-            90,
+            timeout,
             "mlflow server healthy",
             self.process.popen,
             self.process.log,

@@ -3,8 +3,9 @@
 # Usage: create-secrets.sh [all|tls|api-keys|mlflow|registry|object-storage|ocir|postgres]...
 #   tls            tls.crt, tls.key                      -> gateway-tls (kubernetes.io/tls)
 #   api-keys       api-keys.map                          -> gateway-api-keys
-#   mlflow         mlflow/{backend-store-uri,flask-secret-key,admin-password,basic_auth.ini}
+#   mlflow         mlflow/{backend-store-uri,flask-secret-key,admin-password}
 #   registry       model-server-registry/{username,password}, trainer-registry/{username,password}
+#                  (read by the MLflow pod too: it creates these users at every start)
 #   object-storage mlflow-object-storage/credentials     (OKE, Object Storage component)
 #   ocir           ocir/{server,username,auth-token}     -> ocir-pull (OKE)
 #   postgres       postgres/password                     (dev overlay)

@@ -15,6 +15,7 @@ from deploy_helpers import (
 
 from common import facts
 from serving.settings import ServingSettings
+from tracking.settings import TrackingSettings
 
 PSS_VOLUME_TYPES = {
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
@@ -207,26 +208,76 @@ def test_gateway_agrees_with_contract(rendered, name):
     assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
 
 
+MLFLOW_SECRET_ENV = {  # variable: (Secret, key); the users' Secrets are the clients' own
+    "TRACKING_BACKEND_STORE_URI": ("mlflow", "backend-store-uri"),
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": ("mlflow", "flask-secret-key"),
+    "MLFLOW_AUTH_ADMIN_PASSWORD": ("mlflow", "admin-password"),
+    "TRACKING_TRAINER_USERNAME": ("trainer-registry", "username"),
+    "TRACKING_TRAINER_PASSWORD": ("trainer-registry", "password"),
+    "TRACKING_MODEL_SERVER_USERNAME": ("model-server-registry", "username"),
+    "TRACKING_MODEL_SERVER_PASSWORD": ("model-server-registry", "password"),
+}
+
+
 @pytest.mark.parametrize("name", ALL_RENDERINGS)
 def test_mlflow_contract(rendered, name):
+    """The pod runs the image's entry point (`python -m tracking`), with the settings from the
+    ConfigMap and Secrets; paths and port come from the image and tracking's settings."""
     objects = rendered[name]["objects"]
     pod = _pod(objects, "mlflow")
     container = pod["containers"][0]
-    env = container_env(objects, container)
-    assert container["ports"][0]["containerPort"] == 5000
+    # No command line of our own: nothing in argv, least of all a secret.
+    assert "command" not in container and "args" not in container
+    image = dockerfile_env(REPO / "images" / "python.Dockerfile", "mlflow")
+    env = {**image, **container_env(objects, container)}
+    fields = TrackingSettings.model_fields
+    port = int(env.get("TRACKING_PORT") or fields["port"].default)
+    assert port == facts.MLFLOW_PORT == container["ports"][0]["containerPort"]
+    assert find(objects, "Service", "mlflow")["spec"]["ports"][0]["port"] == port
     assert all(container[p]["httpGet"]["path"] == "/health" for p in ("readinessProbe",))
-    assert "--app-name=basic-auth" in container["args"]
-    assert "--backend-store-uri=$(MLFLOW_BACKEND_STORE_URI)" in container["args"]
+    assert env["TRACKING_AUTH"] == "true" and env["TRACKING_HOST"] == "0.0.0.0"  # noqa: S104
+    unknown = {
+        k for k in env if k.startswith("TRACKING_") and k[len("TRACKING_") :].lower() not in fields
+    }
+    assert not unknown, f"not a tracking setting: {sorted(unknown)}"
+    secret_refs = {
+        item["name"]: (
+            item["valueFrom"]["secretKeyRef"]["name"],
+            item["valueFrom"]["secretKeyRef"]["key"],
+        )
+        for item in container["env"]
+        if "valueFrom" in item
+    }
+    assert secret_refs == MLFLOW_SECRET_ENV
+    configmap = find(objects, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    assert not {k for k in configmap["data"] if "PASSWORD" in k or "URI" in k}
+    for client, deployment_kind, secret in (
+        ("model-server", "Deployment", "model-server-registry"),
+        ("trainer", "CronJob", "trainer-registry"),
+    ):
+        obj = find(objects, deployment_kind, client)
+        pods = [p for o, p in pod_templates([obj])]
+        refs = {
+            item["valueFrom"]["secretKeyRef"]["name"]
+            for item in pods[0]["containers"][0]["env"]
+            if item["name"] == "MLFLOW_TRACKING_PASSWORD"
+        }
+        assert refs == {secret}, client
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert env["MLFLOW_AUTH_CONFIG_PATH"].rpartition("/")[0] in mounts
-    destination = env["MLFLOW_ARTIFACTS_DESTINATION"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    runtime = volumes[mounts[env["TRACKING_RUNTIME_DIR"]]]["emptyDir"]
+    assert runtime["medium"] == "Memory", "the auth ini holds a password: memory only"
+    assert not [
+        v for v in pod["volumes"] if "secret" in v and v["secret"]["secretName"] == "mlflow"
+    ]
+    destination = env["TRACKING_ARTIFACTS_DESTINATION"]
     if name == "oke" or name == "oke-nlb":
         assert destination.startswith("s3://") and env["MLFLOW_S3_ENDPOINT_URL"].endswith(
             ".oraclecloud.com"
         )
         assert not [o for o in objects if o["kind"] == "PersistentVolumeClaim"]
     else:
-        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert destination == image["TRACKING_ARTIFACTS_DESTINATION"]
         claim = volumes[mounts[destination]]["persistentVolumeClaim"]["claimName"]
         pvc = find(objects, "PersistentVolumeClaim", claim)["spec"]
         if name == "oke-block-volume":
