@@ -2,31 +2,45 @@
 #   docker build -f images/python.Dockerfile --target trainer      -t credit-risk/trainer .
 #   docker build -f images/python.Dockerfile --target mlflow       -t credit-risk/mlflow .
 #   docker build -f images/python.Dockerfile --target model-server -t credit-risk/model-server .
-# One file because the three share one virtualenv of dependencies and one runtime base: they
-# are installed once for all three and cannot drift apart. Each image copies only the project
+# One file because the three share one runtime base and one list of pins (pyproject.toml, read
+# by images/requirements.py): the trainer and MLflow share one virtualenv, the model server
+# gets a smaller one with mlflow-skinny of the same version. Each image copies only the project
 # packages it runs (the model server: serving/ and common/).
 # Each runs as uid 10001 on a read-only root (writable paths on volumes or a /tmp tmpfs) in the
 # image's Python: no environment is ever created per model.
 ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 # checkov:skip=CKV_DOCKER_7: the base is pinned by ARG BASE_IMAGE (an exact tag above); checkov cannot resolve build arguments
 
-# --- deps: one virtualenv with the dependencies, shared by all three images ------------------
+# --- deps: the virtualenvs of dependencies, read from pyproject.toml alone ------------------
+# (images/requirements.py), so a code change does not reinstall them. Test suites of the
+# dependencies (about 120 MB) are never run in the image.
 FROM ${BASE_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml ./
-# Read from pyproject.toml alone, so a code change does not reinstall them. Test suites of the
-# dependencies (about 120 MB) are never run in the image.
+COPY images/requirements.py images/
 RUN python3 -m venv /opt/venv \
- && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" >/tmp/requirements.txt \
+ && python3 images/requirements.py all >/tmp/requirements.txt \
  && /opt/venv/bin/pip install --quiet -r /tmp/requirements.txt \
  && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} +
 
 # MLflow's basic-auth app needs Flask-WTF (the mlflow[auth] extra); only the tracking server runs it.
 FROM deps AS deps-mlflow
 # The pin is the `tracking` extra of pyproject.toml, its one owner.
-RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['tracking']))" >/tmp/tracking.txt \
+RUN python3 images/requirements.py tracking >/tmp/tracking.txt \
  && /opt/venv/bin/pip install --quiet -r /tmp/tracking.txt
+
+# The model server's own, smaller virtualenv: mlflow-skinny (pyfunc and its scoring server) and
+# what serving imports, without the tracking server, plotting or the database driver.
+FROM ${BASE_IMAGE} AS deps-serving
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml ./
+COPY images/requirements.py images/
+RUN python3 -m venv /opt/venv \
+ && python3 images/requirements.py model-server >/tmp/requirements.txt \
+ && /opt/venv/bin/pip install --quiet -r /tmp/requirements.txt \
+ && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} +
 
 # --- runtime base: the non-root user and the Python environment ------------------------------
 FROM ${BASE_IMAGE} AS runtime
@@ -76,8 +90,11 @@ COPY --from=deps-mlflow /opt/venv /opt/venv
 COPY common/ /opt/app/common/
 COPY tracking/ /opt/app/tracking/
 # What a container needs unlike the native defaults of tracking/settings.py; the store and the
-# passwords come from compose's .env or the Kubernetes Secrets.
+# passwords come from compose's .env or the Kubernetes Secrets. A container never migrates the
+# schema by itself: compose's mlflow-migrate service and the Kubernetes init container run
+# `python -m tracking migrate` first; the server only checks (tracking/migrate.py).
 ENV TRACKING_AUTH=true \
+    TRACKING_UPGRADE_DB=false \
     TRACKING_HOST=0.0.0.0 \
     TRACKING_ARTIFACTS_DESTINATION=/mlflow/artifacts \
     TRACKING_RUNTIME_DIR=/tmp/mlflow
@@ -93,7 +110,7 @@ FROM runtime AS model-server
 LABEL org.opencontainers.image.title="credit-risk model server" \
       org.opencontainers.image.description="MLflow pyfunc scoring server under gunicorn, follows the @champion alias"
 RUN install -d -o app -g app -m 0750 /var/cache/model-server
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=deps-serving /opt/venv /opt/venv
 # The model server's code and the shared facts; nothing of training or the tracking server.
 COPY common/ /opt/app/common/
 COPY serving/ /opt/app/serving/

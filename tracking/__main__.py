@@ -1,7 +1,16 @@
-"""`python -m tracking`: start the MLflow tracking server (tracking/server.py)."""
+"""`python -m tracking`: start the MLflow tracking server (tracking/server.py).
+
+`python -m tracking migrate`: only migrate the stores, then exit (tracking/migrate.py).
+"""
 
 import sys
 
-from tracking.server import main
+if sys.argv[1:] == ["migrate"]:
+    from tracking.migrate import main
+elif sys.argv[1:]:
+    print("usage: python -m tracking [migrate]", file=sys.stderr)
+    sys.exit(2)
+else:
+    from tracking.server import main
 
 sys.exit(main())

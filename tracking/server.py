@@ -4,6 +4,7 @@ What every shape runs: `make up` (stack/local.py), the tests (stack/services.py 
 compose and Kubernetes (the image's CMD). In order:
 
 1. read the TRACKING_* settings (tracking/settings.py); a wrong one stops here, in one line;
+   migrate the stores to this MLflow's schema (tracking/migrate.py; the image only checks);
 2. with auth (TRACKING_AUTH=true): create the auth database on the PostgreSQL server if it is
    missing, write the basic-auth ini (MLflow reads the user store's `database_uri` only from a
    file) into a private runtime directory, and create or update the stack's users and their
@@ -25,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from tracking.command import build_command
+from tracking.migrate import SchemaError, prepare_schema
 from tracking.settings import SettingsError, TrackingSettings, load_settings
 from tracking.stores import StoreError, ensure_auth_database, find_existing
 from tracking.users import ADMIN_USERNAME, DEFAULT_PERMISSION, UserError, ensure_users, stack_users
@@ -80,11 +82,12 @@ def main() -> int:
     """Start the server (this process becomes `mlflow server`); 2 on a settings error."""
     try:
         settings = load_settings()
+        prepare_schema(settings)
         auth_ini = prepare_auth(settings) if settings.auth else None
     except SettingsError as error:
         print(f"tracking server: invalid settings: {error}", file=sys.stderr)
         return 2
-    except (StoreError, UserError) as error:
+    except (StoreError, UserError, SchemaError) as error:
         print(f"tracking server: {error}", file=sys.stderr)
         return 1
     artifacts_dir = settings.local_artifacts_dir()

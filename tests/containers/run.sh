@@ -1,49 +1,52 @@
 #!/usr/bin/env bash
 # The container check (`make test-containers`): build every image, run the compose stack, check
 # it end to end through the published ports (test_stack.py), always tear it down with its
-# volumes. Docker when an engine answers, podman otherwise (installed here when missing).
+# volumes; then the Container Instance pod and the Kubernetes dev overlay on the same images.
 #
 #   tests/containers/run.sh              # CONTAINERS_TIMEOUT=1800 bounds the check itself
 #
-# With podman the upstream base images are swapped for local Debian stand-ins through
-# compose.ci.yml (no registry reachable on the CI machine; shared/docs/containers-without-docker.md).
+#   ENGINE=podman tests/containers/run.sh   # `make test-containers ENGINE=podman`
+#
+# Docker Engine by default (installed and started here when no daemon answers: engine.sh).
+# The upstream base images are swapped for local Debian stand-ins through compose.ci.yml (no
+# registry reachable on the CI machine; shared/docs/containers-without-docker.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
-PODMAN_COMPOSE_VERSION=1.6.0
 HADOLINT_VERSION=2.15.1
 start=$(date +%s)
 
 # --- engine ---------------------------------------------------------------------------------
-if command -v docker >/dev/null && docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
-  engine=docker
-  compose=(docker compose)
-else
-  engine=podman
-  missing=""
-  for p in podman runc uidmap slirp4netns fuse-overlayfs debootstrap; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
-  done
-  if [ -n "$missing" ]; then
-    command -v apt-get >/dev/null || { echo "containers: missing:$missing (no apt-get here)"; exit 1; }
-    [ "$(id -u)" = 0 ] || { echo "containers: missing:$missing; install them as root"; exit 1; }
-    echo "containers: installing$missing"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+# The work folder first: dockerd's log goes there when this check starts one.
+work=$(mktemp -d /tmp/containers-check.XXXXXX)
+project=credit-risk-check
+checker=""
+cleanup() {
+  status=$?
+  # The check runs in its own process group: stop a `compose up` it may have left running, so
+  # it cannot start containers after the teardown below.
+  if [ -n "$checker" ]; then kill -TERM -- "-$checker" 2>/dev/null || true; sleep 2; fi
+  if [ "${#files[@]}" -gt 0 ]; then
+    echo "containers: tearing down (down -v)"
+    timeout 180 "${compose[@]}" -p "$project" "${files[@]}" down -v -t 10 >"$work/down.log" 2>&1 \
+      || { echo "containers: down failed:"; tail -20 "$work/down.log"; }
   fi
-  # crun fails on this kind of host (hybrid cgroups) and the default nofile limit is above the
-  # hard limit: runc and lower ulimits (containers-without-docker.md).
-  if [ "$(id -u)" = 0 ] && ! grep -qs 'runtime = "runc"' /etc/containers/containers.conf; then
-    mkdir -p /etc/containers
-    nofile=$(( $(ulimit -Hn) < 20000 ? $(ulimit -Hn) : 20000 ))
-    printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=32768:32768"]\n[engine]\nruntime = "runc"\n' \
-      "$nofile" "$nofile" >/etc/containers/containers.conf
-    echo "containers: wrote /etc/containers/containers.conf (runc, ulimits)"
-  fi
-  "$PY" -c "import podman_compose" 2>/dev/null \
-    || "$PY" -m pip install --quiet "podman-compose==$PODMAN_COMPOSE_VERSION"
-  compose=("$PY" -m podman_compose)
-  export BUILDAH_FORMAT=docker   # OCI images would drop HEALTHCHECK
-fi
+  engine_stop
+  rm -rf "$work"
+  echo "containers: done in $(( $(date +%s) - start ))s"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+files=()
+# shellcheck source=tests/containers/engine.sh
+. tests/containers/engine.sh
+case "${ENGINE:-docker}" in
+  docker) engine_docker ;;
+  podman) engine_podman ;;
+  *) echo "containers: ENGINE must be docker or podman, not ${ENGINE}"; exit 2 ;;
+esac
 echo "containers: engine $engine"
 
 # --- lint -----------------------------------------------------------------------------------
@@ -54,30 +57,14 @@ echo "containers: hadolint clean"
 
 # --- images ---------------------------------------------------------------------------------
 files=(-f docker-compose.yml)
-if [ "$engine" = podman ] || [ "${CONTAINERS_STANDINS:-0}" = 1 ]; then
+# No registry here: the upstream bases are swapped for local stand-ins unless
+# CONTAINERS_STANDINS=0 (a machine that can pull python:3.11-slim, debian and postgres).
+if [ "${CONTAINERS_STANDINS:-1}" = 1 ]; then
   tests/containers/stand-ins/build.sh "$engine"
   files+=(-f tests/containers/compose.ci.yml)
 fi
 
 # --- throwaway secrets and settings ---------------------------------------------------------
-work=$(mktemp -d /tmp/containers-check.XXXXXX)
-project=credit-risk-check
-checker=""
-cleanup() {
-  status=$?
-  # The check runs in its own process group: stop a `compose up` it may have left running, so
-  # it cannot start containers after the teardown below.
-  if [ -n "$checker" ]; then kill -TERM -- "-$checker" 2>/dev/null || true; sleep 2; fi
-  echo "containers: tearing down (down -v)"
-  timeout 180 "${compose[@]}" -p "$project" "${files[@]}" down -v -t 10 >"$work/down.log" 2>&1 \
-    || { echo "containers: down failed:"; tail -20 "$work/down.log"; }
-  rm -rf "$work"
-  echo "containers: done in $(( $(date +%s) - start ))s"
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
 sh nginx/certs.sh "$work/tls" >/dev/null
 # The shape `make keys` gives (nginx/keys.py: token_urlsafe(32), 43 characters); longer keys
 # overflow nginx's default map_hash_bucket_size.

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.containers
 
 PREDICT_ONE = Path(__file__).parents[1] / "testdata" / "predict-one.json"
 LONG_RUNNING = ("postgres", "mlflow", "model-server", "nginx")
-ONE_SHOT = ("trainer",)
+ONE_SHOT = ("mlflow-migrate", "trainer")
 
 
 def test_one_shot_jobs_finished(stack):
