@@ -109,8 +109,24 @@ oci-render: venv ## Print the OCI Container Instance request (secrets as placeho
 test-deploy: venv deploy-tools ## Render and check k8s/ and oci/ offline
 	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
+# The MLflow release before the pinned one, with the project's other dependencies: the upgrade
+# test (tests/integration/test_mlflow_upgrade.py) builds a registry with it, then migrates it.
+# 3.18.0 cannot be installed from PyPI yet (its mlflow-skinny/mlflow-tracing 3.18.0 are not
+# published), so the pin is 3.17.2 and the previous release 3.16.1; bump both together.
+MLFLOW_PREVIOUS ?= 3.16.1
+PREVIOUS_VENV := .local/venv-mlflow-previous
+
+.PHONY: mlflow-previous
+mlflow-previous: $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS) ## Install MLflow $(MLFLOW_PREVIOUS) (the upgrade test's old release) in .local/venv-mlflow-previous
+
+$(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
+	@rm -rf $(PREVIOUS_VENV) && python3 -m venv $(PREVIOUS_VENV)
+	$(PREVIOUS_VENV)/bin/pip install --quiet "mlflow==$(MLFLOW_PREVIOUS)" \
+	  $$(python3 images/requirements.py all | grep -v '^mlflow')
+	@touch $@
+
 .PHONY: test
-test: system-deps venv deploy-tools ## Run the whole test suite (unit, integration against real processes)
+test: system-deps venv deploy-tools mlflow-previous ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -8,7 +8,7 @@ The model server serves pyfunc models through MLflow's scoring server, which mlf
 carries (same version as the `mlflow` pin: the tracking client, pyfunc, FastAPI/uvicorn), so it
 gets mlflow-skinny instead of mlflow (no tracking server, UI, SQLAlchemy/alembic, Flask, docker
 client) and drops what only training or the tracking server use
-([tool.credit-risk.images] in pyproject.toml). Standard library only: it runs in the image
+([tool.image-requirements] in pyproject.toml). Standard library only: it runs in the image
 build before anything is installed.
 """
 
@@ -32,7 +32,7 @@ def requirements(target: str, pyproject: Path = PYPROJECT) -> list[str]:
         return list(project["optional-dependencies"]["tracking"])
     if target != "model-server":
         raise SystemExit(f"requirements: unknown target {target!r} (all, tracking, model-server)")
-    excluded = set(data["tool"]["credit-risk"]["images"]["model-server-excludes"])
+    excluded = set(data["tool"]["image-requirements"]["model-server-excludes"])
     out = []
     for requirement in project["dependencies"]:
         name = _NAME.match(requirement)[0].lower()

@@ -49,7 +49,8 @@ engine_docker() {
 
 engine_podman() {
   engine=podman
-  apt_install podman runc uidmap slirp4netns fuse-overlayfs debootstrap
+  # catatonit: podman builds its pod infra (pause) image from it locally, with no registry.
+  apt_install podman runc uidmap slirp4netns fuse-overlayfs debootstrap catatonit
   # crun fails on this kind of host (hybrid cgroups) and the default nofile limit is above the
   # hard limit: runc and lower ulimits (containers-without-docker.md).
   if [ "$(id -u)" = 0 ] && ! grep -qs 'runtime = "runc"' /etc/containers/containers.conf; then

@@ -5,6 +5,16 @@ set -eu
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE"); fi
 : "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE is required}"
 user=${POSTGRES_USER:-postgres}
+# Kubernetes runs it as a uid the image does not know (runAsUser 10001): initdb needs a passwd
+# entry, which nss_wrapper provides, as the upstream image's entry point does.
+if ! getent passwd "$(id -u)" >/dev/null 2>&1; then
+  NSS_WRAPPER_PASSWD=$(mktemp)
+  NSS_WRAPPER_GROUP=$(mktemp)
+  echo "postgres:x:$(id -u):$(id -g):PostgreSQL:$PGDATA:/bin/false" >"$NSS_WRAPPER_PASSWD"
+  echo "postgres:x:$(id -g):" >"$NSS_WRAPPER_GROUP"
+  LD_PRELOAD=$(ls /usr/lib/*/libnss_wrapper.so)
+  export LD_PRELOAD NSS_WRAPPER_PASSWD NSS_WRAPPER_GROUP
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pwfile=$(mktemp)
   printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
