@@ -31,7 +31,9 @@ RUN python3 images/requirements.py tracking >/tmp/tracking.txt \
  && /opt/venv/bin/pip install --quiet -r /tmp/tracking.txt
 
 # The model server's own, smaller virtualenv: mlflow-skinny (pyfunc and its scoring server) and
-# what serving imports, without the tracking server, plotting or the database driver.
+# what serving imports, without the tracking server, plotting or the database driver. Nothing
+# installs packages at run time: pip and setuptools go, and so do C headers, Cython sources and
+# type stubs. Bytecode only for what the model server imports (images/warm_up.py).
 FROM ${BASE_IMAGE} AS deps-serving
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -39,8 +41,16 @@ COPY pyproject.toml ./
 COPY images/requirements.py images/
 RUN python3 -m venv /opt/venv \
  && python3 images/requirements.py model-server >/tmp/requirements.txt \
- && /opt/venv/bin/pip install --quiet -r /tmp/requirements.txt \
- && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} +
+ && /opt/venv/bin/pip install --quiet --no-compile -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip uninstall --quiet -y pip setuptools \
+ && find /opt/venv/lib -type d \( -name tests -o -name include -o -name __pycache__ \) -prune -exec rm -rf {} + \
+ && find /opt/venv/lib -type f \( -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' -o -name '*.pyi' \
+      -o -name '*.h' -o -name '*.hpp' -o -name '*.cc' -o -name '*.cpp' \) -delete
+COPY images/warm_up.py images/
+COPY common/ /src/app/common/
+COPY serving/ /src/app/serving/
+RUN PYTHONPATH=/src/app /opt/venv/bin/python images/warm_up.py \
+ && rm -rf /src/app/common/__pycache__ /src/app/serving/__pycache__
 
 # --- runtime base: the non-root user and the Python environment ------------------------------
 FROM ${BASE_IMAGE} AS runtime

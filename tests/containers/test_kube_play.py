@@ -322,6 +322,8 @@ class KubePlay:
         result = podman(
             "run",
             "--rm",
+            "--label",
+            "credit-risk-check=kube-play",
             "--network",
             f"container:{self.infra(self.pods[workload])}",
             "--read-only",

@@ -1,6 +1,7 @@
 # CI stand-in for python:3.11.x-slim-bookworm, built from Debian packages because the CI machine
 # reaches no container registry (shared/docs/containers-without-docker.md). Debian 12 ships
 # Python 3.11. Never used in production: the real Dockerfiles default to the upstream image.
+# Like the slim image it stands for, it carries no documentation, manual pages or translations.
 # checkov:skip=CKV_DOCKER_2: a base-image stand-in, not a service; the images built on it have their own HEALTHCHECK
 # checkov:skip=CKV_DOCKER_3: a base-image stand-in like python:3.11-slim (which runs as root too); the images built on it switch to uid 10001
 FROM localhost/debian-base:bookworm
@@ -8,7 +9,8 @@ FROM localhost/debian-base:bookworm
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && rm -rf /usr/share/doc/* /usr/share/man/* /usr/share/info/* /usr/share/locale/*
 # The CI host's CA bundle: pip in the image builds reaches PyPI through the host's TLS setup.
 # The ENV is inherited by the build stages of the real Dockerfiles, which know nothing of CI.
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
