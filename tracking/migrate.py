@@ -20,29 +20,15 @@ from __future__ import annotations
 import sys
 import time
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from tracking.settings import PREFIX, SettingsError, TrackingSettings, load_settings
+from tracking.settings import SettingsError, TrackingSettings, load_settings
 from tracking.stores import StoreError, ensure_auth_database
 
 
 class SchemaError(RuntimeError):
     """The schema is not the one this MLflow needs; the message says what to run."""
-
-
-class MigrateSettings(BaseSettings):
-    """Whether `python -m tracking` migrates before it starts the server."""
-
-    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore")
-
-    upgrade_db: bool = Field(
-        True,
-        description="Migrate the stores before the server starts (native); the image sets "
-        "false: compose and Kubernetes migrate in their own one-shot step, the server checks.",
-    )
 
 
 def wait_for_database(settings: TrackingSettings) -> None:
@@ -121,7 +107,7 @@ def check_schema(settings: TrackingSettings) -> None:
 
 def prepare_schema(settings: TrackingSettings) -> None:
     """What `python -m tracking` does before the server: migrate, or (in images) only check."""
-    if MigrateSettings().upgrade_db:
+    if settings.upgrade_db:
         print(f"tracking server: {upgrade(settings)}", flush=True)
     else:
         check_schema(settings)

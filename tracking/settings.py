@@ -78,6 +78,12 @@ class TrackingSettings(BaseSettings):
         facts.MODEL_NAME,
         description="Experiment the trainer logs to (training/train.py --experiment default).",
     )
+    upgrade_db: bool = Field(
+        True,
+        description="Migrate the stores to this MLflow's schema before the server starts "
+        "(tracking/migrate.py); the image sets false: compose and Kubernetes migrate in a "
+        "one-shot step first and the server only checks.",
+    )
     startup_timeout: float = Field(
         120, gt=0, description="Seconds to wait for PostgreSQL at start (it may start later)."
     )
