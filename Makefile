@@ -117,7 +117,7 @@ MLFLOW_PREVIOUS ?= 3.16.1
 PREVIOUS_VENV := .local/venv-mlflow-previous
 
 .PHONY: mlflow-previous
-mlflow-previous: $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS) ## Install MLflow $(MLFLOW_PREVIOUS) (the upgrade test's old release) in .local/venv-mlflow-previous
+mlflow-previous: $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS) ## Install the previous MLflow release (the upgrade test's) in .local/venv-mlflow-previous
 
 $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
 	@rm -rf $(PREVIOUS_VENV) && python3 -m venv $(PREVIOUS_VENV)
@@ -142,8 +142,8 @@ images: venv ## Build the four images with compose's names (IMAGE_PREFIX=..., IM
 	@PY=$(PY) images/build.sh
 
 .PHONY: test-containers
-test-containers: venv ## Build the images, run the compose stack end to end, always tear it down
-	@PY=$(PY) tests/containers/run.sh
+test-containers: venv ## Images, compose stack, Container Instance pod, k8s dev overlay (ENGINE=docker|podman)
+	@PY=$(PY) ENGINE=$(or $(ENGINE),docker) tests/containers/run.sh
 
 .PHONY: clean
 clean: down ## Stop the stack and delete local state (.local/, mlruns/ contents)

@@ -122,8 +122,9 @@ def stack():
     try:
         # podman < 4.6 cannot start a container whose dependency is an exited one-shot job
         # (`--requires` on the trainer); the services wait for what they need themselves.
-        no_deps = ["--no-deps"] if running.engine == "podman" else []
-        up = running.run("up", "-d", *no_deps, timeout=UP_TIMEOUT)
+        # Docker: the README's own command (the images are built already: cache hits).
+        flags = ["--no-deps"] if running.engine == "podman" else ["--build"]
+        up = running.run("up", "-d", *flags, timeout=UP_TIMEOUT)
         assert up.returncode == 0, f"compose up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         for service in ("postgres", "mlflow", "model-server", "nginx"):
             # The model server is ready only after the first training (minutes on 2 cores).
