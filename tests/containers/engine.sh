@@ -106,11 +106,11 @@ engine_stop() {
 remove_leftovers() {
   local ids
   if docker info >/dev/null 2>&1; then
-    ids=$(docker ps -aq --filter label=credit-risk-check)
+    ids=$(docker ps -aq --filter label=credit-risk-check; docker ps -aq --filter name=ci-pod-)
     [ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1 || true
   fi
   command -v podman >/dev/null || return 0
-  ids=$(podman ps -aq --filter label=credit-risk-check)
+  ids=$(podman ps -aq --filter label=credit-risk-check; podman ps -aq --filter name=ci-pod-)
   [ -z "$ids" ] || podman rm -f -v $ids >/dev/null 2>&1 || true
   local networks
   networks=$(podman network ls --format '{{.Name}}' | grep '^ci-kube-' || true)
