@@ -472,6 +472,8 @@ def test_migration_init_container_migrated_the_store(kube):
         kube.container("postgres", "postgres"),
         "psql",
         "-X",
+        "-h",
+        "/tmp",  # the stand-in's socket under kube play (stand-ins/postgres-entrypoint.sh)
         "-U",
         "mlflow",
         "-d",

@@ -29,4 +29,9 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   fi
   echo "stand-in postgres: initialised $PGDATA (user $user, database $db)"
 fi
+# podman 4.3's kube play leaves an emptyDir under /var/run (podman's own /run tmpfs) to root:
+# the socket goes to /tmp then; clients here connect over TCP (pg_isready -h 127.0.0.1).
+if [ "$1" = postgres ] && [ ! -w /var/run/postgresql ]; then
+  set -- "$@" -c unix_socket_directories=/tmp
+fi
 exec "$@"
