@@ -93,6 +93,8 @@ engine_stop() {
     ENGINE_COPIED_TO_PODMAN=()
   fi
   [ -n "$ENGINE_STARTED_DOCKERD" ] || return 0
+  # Our own daemon: drop the untagged images that rebuilds leave (the tagged ones are the cache).
+  docker image prune -f >/dev/null 2>&1 || true
   echo "containers: stopping the dockerd this check started (pid $ENGINE_STARTED_DOCKERD)"
   kill -TERM "$ENGINE_STARTED_DOCKERD" 2>/dev/null || true
   for _ in $(seq 30); do kill -0 "$ENGINE_STARTED_DOCKERD" 2>/dev/null || break; sleep 1; done
