@@ -12,6 +12,8 @@ built. What podman 4.3's subset cannot run is translated here, and only that:
   tests/deploy, as before).
 - StatefulSet postgres: its pod template as a Deployment and its volumeClaimTemplate as a PVC.
 - CronJob trainer: its job's pod template, run once as a Pod.
+- Init containers (mlflow's `migrate`): run first as a Pod of their own, the workload once they
+  exited 0 (podman 4.3 fails a pod whose init container it removes "as it is running").
 - Secrets: created as podman secrets for `secretKeyRef` (podman reads them as a JSON map of
   base64 values), and secret volumes as read-only host folders (podman 4.3 panics on `secret:`
   volumes, pkg/specgen/generate/kube/volume.go VolumeFromSecret), with throwaway values.
@@ -113,6 +115,8 @@ class KubePlay:
         self.volumes: list[str] = []
         self.secrets: list[str] = []
         self.aliases: list[dict] = []
+        self.init_pods: dict[str, dict] = {}
+        self.init_logs: dict[str, str] = {}
         self.secret_values = self.make_secrets()
 
     # --- what the operator creates by hand on a cluster (k8s/README.md) -----------------------
@@ -212,7 +216,27 @@ class KubePlay:
             obj["spec"]["replicas"] = 1
         for ref in self.secret_refs(spec):
             self.create_secret(ref)
+        self.split_init_containers(name, spec)
         return [*docs, obj]
+
+    def split_init_containers(self, name: str, spec: dict) -> None:
+        """podman 4.3 fails the pod when it removes an init container that just exited
+        ("cannot remove container ... as it is running"): the init containers run first as a
+        Pod of their own, with the same pod settings, and the workload starts once they
+        exited 0, which is the order Kubernetes gives them."""
+        init = spec.pop("initContainers", [])
+        if not init:
+            return
+        used = {m["name"] for c in init for m in c.get("volumeMounts", [])}
+        volumes = [v for v in spec.get("volumes", []) if v["name"] in used]
+        assert not any("persistentVolumeClaim" in v for v in volumes), "init with a PVC"
+        pod_spec = {k: v for k, v in spec.items() if k not in {"containers", "volumes"}}
+        self.init_pods[name] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{name}-init"},
+            "spec": {**pod_spec, "restartPolicy": "Never", "containers": init, "volumes": volumes},
+        }
 
     def config_map(self, name: str) -> dict:
         return next(
@@ -268,6 +292,17 @@ class KubePlay:
         self.volumes += [
             d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"
         ]
+        if name in self.init_pods:
+            init = self.init_pods[name]
+            init_path = self.workdir / f"{name}-init.yaml"
+            init_path.write_text(yaml.safe_dump(init, sort_keys=False))
+            podman("kube", "play", "--network", self.network, str(init_path), timeout=600)
+            self.pods[f"{name}-init"] = init["metadata"]["name"]
+            for container in init["spec"]["containers"]:
+                code = self.wait_exited(f"{name}-init", container["name"], timeout=600)
+                logs = podman("logs", self.container(f"{name}-init", container["name"])).stdout
+                assert code == 0, f"{name} init container {container['name']} exited {code}"
+                self.init_logs[name] = logs
         podman("kube", "play", "--network", self.network, str(path), timeout=600)
         pod = name if docs[-1]["kind"] == "Pod" else f"{name}-pod-0"
         self.pods[name] = pod
@@ -463,8 +498,9 @@ def test_every_service_port_is_its_target_port():
 
 
 def test_migration_init_container_migrated_the_store(kube):
-    """podman removes init containers once they ran: what they did is in the database, and
-    the server, which only checks the schema (TRACKING_UPGRADE_DB=false), started on it."""
+    """The migration ran before the server (as its init container), it is in the database,
+    and the server, which only checks the schema (TRACKING_UPGRADE_DB=false), started on it."""
+    assert "tracking migrate: schema upgraded" in kube.init_logs["mlflow"]
     from mlflow.store.db.utils import _get_latest_schema_revision
 
     revision = podman(
