@@ -85,6 +85,11 @@ def write_keys(path: Path, keys: list[ApiKey]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, 0o600)
+        if path.exists() and os.geteuid() == 0:
+            # Root edits the file of a gateway that runs as another user (`make up` as root runs
+            # nginx as the stack's user): the new file keeps the old one's owner.
+            old = path.stat()
+            os.chown(temp, old.st_uid, old.st_gid)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
