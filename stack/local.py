@@ -42,7 +42,7 @@ PYTHON = sys.executable
 
 TRACKING_URI = f"http://127.0.0.1:{facts.MLFLOW_PORT}"
 LOOPBACK = "127.0.0.1"
-SERVICE_USER = "credit-risk"
+SERVICE_USER = "model-stack"
 """The system user the services run as when `make up` runs as root."""
 MLFLOW_SECRETS = STATE / "secrets" / "mlflow"
 TRAINER_USERNAME = "trainer"
@@ -473,7 +473,9 @@ def up() -> None:
     STATE.mkdir(exist_ok=True)
     identity = service_identity()
     print(f"Starting the native stack (services run as {identity.name}):")
-    (STATE / "home").mkdir(exist_ok=True)
+    # Every directory a service writes (nginx opens its own logs) exists before it is handed over.
+    for directory in (STATE / "home", LOGS):
+        directory.mkdir(parents=True, exist_ok=True)
     create_secrets(identity)
     own_privately(identity, STATE, MLRUNS)
     if identity.dropped:

@@ -5,7 +5,7 @@ MLflow lets every signed-in user create experiments and registered models, whate
 must see (a DENY wins over a specific READ). So the basic-auth ini names this function as its
 `authorization_function` (tracking/server.py writes it): it authenticates exactly as MLflow
 does, then answers 403, MLflow's own "Permission denied", to a create from a user outside the
-`creators` of the ini's [credit-risk] section (the admin and the trainer). The model server can
+`creators` of the ini's [stack] section (the admin and the trainer). The model server can
 then only read. Runs inside the `mlflow server` workers, before MLflow's own permission checks.
 """
 
@@ -16,7 +16,7 @@ import functools
 import os
 import re
 
-SECTION = "credit-risk"
+SECTION = "stack"
 # The create routes of the REST API and of the UI's ajax API, any version.
 _CREATE = re.compile(r"^/(ajax-)?api/[0-9.]+/mlflow/(experiments|registered-models)/create$")
 

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from common import facts
+from stack.local import SERVICE_USER
 from stack.services import ROOT
 
 NATIVE_PORTS = (
@@ -122,8 +123,8 @@ def test_no_process_runs_as_root_and_all_listen_on_loopback(native_stack):
     processes = stack_processes(clone)
     assert len(processes) >= 3, processes
     if os.geteuid() == 0:
-        assert "services run as credit-risk" in output
-        assert set(processes.values()) == {pwd.getpwnam("credit-risk").pw_uid}, processes
+        assert f"services run as {SERVICE_USER}" in output
+        assert set(processes.values()) == {pwd.getpwnam(SERVICE_USER).pw_uid}, processes
     else:
         assert set(processes.values()) == {os.geteuid()}, processes
     listening = listening_addresses(set(processes))
@@ -133,7 +134,7 @@ def test_no_process_runs_as_root_and_all_listen_on_loopback(native_stack):
 
 def test_state_is_readable_by_the_service_user_alone(native_stack):
     clone, _ = native_stack
-    owner = pwd.getpwnam("credit-risk").pw_uid if os.geteuid() == 0 else os.geteuid()
+    owner = pwd.getpwnam(SERVICE_USER).pw_uid if os.geteuid() == 0 else os.geteuid()
     for top in (clone / ".local", clone / "mlruns"):
         assert top.stat().st_mode & 0o077 == 0, top
         assert top.stat().st_uid == owner, top
