@@ -91,6 +91,19 @@ format: venv ## Format the Python code
 	$(VENV)/bin/ruff format training serving tests nginx apex bench common stack tracking oci
 	$(VENV)/bin/ruff check --fix .
 
+.PHONY: audit
+audit: venv ## Check the installed Python packages for known advisories (pip-audit; reviewed ignores: .ci/pip-audit-ignore.txt)
+	$(VENV)/bin/pip-audit --progress-spinner off --skip-editable \
+	  $$(sed -n 's/^\([A-Za-z0-9][A-Za-z0-9-]*\).*/--ignore-vuln \1/p' .ci/pip-audit-ignore.txt)
+
+.PHONY: secret-scan
+secret-scan: venv ## Scan the tree and the git history for secrets (detect-secrets; reviewed fixtures: .ci/secrets.baseline)
+	git ls-files -z | xargs -0 $(VENV)/bin/detect-secrets-hook --baseline .ci/secrets.baseline
+	@history=$$(mktemp -d); trap 'rm -rf "$$history"' EXIT; \
+	git log --all -p --no-color > "$$history/history.patch"; \
+	$(VENV)/bin/detect-secrets scan "$$history/history.patch" > "$$history/found.json"; \
+	$(PY) -c 'import json, sys; known = {s["hashed_secret"] for f in json.load(open(".ci/secrets.baseline"))["results"].values() for s in f}; new = [s for f in json.load(open(sys.argv[1]))["results"].values() for s in f if s["hashed_secret"] not in known]; print("secret-scan: history: %d finding(s) not in .ci/secrets.baseline" % len(new), *("  line %s of git log -p: %s" % (s["line_number"], s["type"]) for s in new), sep="\n"); sys.exit(bool(new))' "$$history/found.json"
+
 TOOLS_VENV := .local/venv-tools
 
 .PHONY: deploy-tools
