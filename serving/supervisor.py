@@ -185,7 +185,10 @@ class Supervisor:
             **os.environ,
             "SERVING_STATE_FILE": str(self.state_path.resolve()),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
-            "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(int(self.settings.request_timeout)),
+            # The wrapper owns the timeout (it answers 504 and the predict hook stops the
+            # prediction); MLflow's own, which answers but leaves the thread running, is only
+            # a backstop behind it.
+            "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(int(self.settings.request_timeout) + 60),
             # The model is local and checked; workers never create environments or call out.
             "MLFLOW_DISABLE_ENV_CREATION": "true",
         }
