@@ -183,6 +183,7 @@ class ServingApp:
         # The slot is held from here until MLflow's thread is done, also past a timeout:
         # a prediction still running counts, so slow requests cannot pile up threads.
         self.busy += 1
+        self.metrics.in_flight.labels(self.loaded.served.version).inc()
         task = None
         try:
             context.timeout = self.settings.request_timeout
@@ -197,12 +198,13 @@ class ServingApp:
             await self._answer(task.result(), send, context)
         finally:
             if task is None or task.done():
-                self.busy -= 1
+                self._release()
             else:
                 task.add_done_callback(self._release)
 
-    def _release(self, _task) -> None:
+    def _release(self, _task=None) -> None:
         self.busy -= 1
+        self.metrics.in_flight.labels(self.loaded.served.version).dec()
 
     async def _read_body(self, receive, headers) -> bytes | ApiError:
         limit = self.settings.max_body_bytes

@@ -139,10 +139,15 @@ def _csv_rows(body: bytes, contract: InputContract, max_rows: int):
             return problem
         rules = {rule.name: rule for rule in contract.columns}
         numeric = [rules[name].numeric for name in header]
-        rows = []
+        rows, records = [], 0
         for cells in reader:
-            if len(rows) == max_rows:
+            # Blank lines are skipped (as pandas does) but counted: a body of newlines is a
+            # row bomb too, refused at the cap like any other.
+            records += 1
+            if records > max_rows:
                 return api_error("too_many_rows", max_rows=max_rows)
+            if not cells:
+                continue
             if len(cells) != len(header):
                 return api_error("invalid_csv")
             rows.append([_csv_value(cell, is_number) for cell, is_number in zip(cells, numeric)])

@@ -56,6 +56,13 @@ class Metrics:
             ["model_version"],
             registry=None,
         )
+        self.in_flight = Gauge(
+            "model_server_predictions_in_flight",
+            "Predictions admitted and not finished, also those past their timeout",
+            ["model_version"],
+            multiprocess_mode="livesum",
+            registry=None,
+        )
         self.load_seconds = Gauge(
             "model_server_model_load_seconds",
             "Seconds the worker took to load and check the model",

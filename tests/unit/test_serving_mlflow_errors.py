@@ -174,7 +174,8 @@ def test_schema_enforcement_errors_name_schema_columns_only(pyfunc_model, column
     with pytest.raises(MlflowException) as raised:
         pyfunc_model.predict(pd.DataFrame(columns))
     error = schema_error(raised.value.message, INPUTS)
-    assert (error.status, error.code, error.message) == (400, code, message)
+    assert (error.status, error.code) == (400, code)
+    assert error.message.startswith(message)
 
 
 def test_a_column_outside_the_schema_is_never_named():
