@@ -501,6 +501,8 @@ def test_timed_out_predictions_stop_and_free_the_worker(slow_server):
     stopped = metric(slow_server.url, "model_server_predictions_stopped_total")
     calls = metric(slow_server.url, CALLS)
     # Six requests of 1,000 rows (10 s of model time each) in pairs, the concurrency cap.
+    # Without stopping, the first pair would hold both slots for 9 more seconds and the
+    # wait below would run out.
     for _ in range(3):
         with ThreadPoolExecutor(2) as pool:
             answers = list(pool.map(
@@ -508,12 +510,12 @@ def test_timed_out_predictions_stop_and_free_the_worker(slow_server):
                 range(2)))  # fmt: skip
         for answer in answers:
             check_error(answer, 504, "timeout")
-    # Each stopped at its deadline, between two chunks of 20 rows (0.2 s), not after 50 chunks.
-    wait_until(
-        lambda: metric(slow_server.url, "model_server_predictions_in_flight") == 0,
-        20,
-        "the timed-out predictions finished",
-    )
+        # Each stops at its deadline, between two chunks of 20 rows (0.2 s of model time).
+        wait_until(
+            lambda: metric(slow_server.url, "model_server_predictions_in_flight") == 0,
+            5,
+            "the timed-out predictions stopped",
+        )
     assert metric(slow_server.url, "model_server_predictions_stopped_total") - stopped == 6
     assert metric(slow_server.url, CALLS) - calls < 6 * 15
     normal = requests.post(url, data=slow_rows(1), headers=JSON, timeout=10)
