@@ -68,9 +68,7 @@ def columns_from_spec(specs: list[dict], what: str, contract: dict | None = None
                 "minimum": rule.minimum,
                 "maximum": rule.maximum,
             }
-        columns.append(
-            Column(name=name, type=kind, required=spec.get("required", True), **extra)
-        )
+        columns.append(Column(name=name, type=kind, required=spec.get("required", True), **extra))
     idents = [column.ident for column in columns]
     duplicates = sorted({ident for ident in idents if idents.count(ident) > 1})
     if duplicates:

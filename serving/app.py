@@ -18,8 +18,9 @@ body, enforces the signature and predicts. The wrapper adds what that server lac
 - readiness and liveness routes, Prometheus metrics, a request id, no FastAPI docs routes.
 
 This module holds the wrapper and its routes only: loading is serving/loading.py, reading the
-body serving/intake.py, the contract and the predict hook serving/contract.py, the errors serving/api_errors.py (the table)
-and serving/mlflow_errors.py (MLflow's answers mapped onto it).
+body serving/intake.py, the contract and the predict hook serving/contract.py, the errors
+serving/api_errors.py (the table) and serving/mlflow_errors.py (MLflow's answers mapped onto
+it).
 """
 
 from __future__ import annotations
@@ -188,7 +189,9 @@ class ServingApp:
         try:
             context.timeout = self.settings.request_timeout
             context.deadline = time.monotonic() + context.timeout
-            task = asyncio.ensure_future(self._intake_and_predict(scope, body, content_type, context))
+            task = asyncio.ensure_future(
+                self._intake_and_predict(scope, body, content_type, context)
+            )
             done, _ = await asyncio.wait({task}, timeout=context.timeout)
             if not done:
                 # The predict hook sees the same deadline and stops within one chunk.

@@ -170,16 +170,16 @@ def check_columns(columns: Sequence, contract: InputContract) -> ApiError | None
     known = set(contract.names)
     unknown = [c for c in columns if not isinstance(c, str) or c not in known]
     if unknown:
-        return api_error(
-            "unknown_columns", count=len(unknown), expected=", ".join(contract.names)
-        )
+        return api_error("unknown_columns", count=len(unknown), expected=", ".join(contract.names))
     missing = [name for name in contract.names if name not in set(columns)]
     if missing:
         return api_error("missing_columns", columns=", ".join(missing))
     return None
 
 
-def check_rows(columns: Sequence[str], rows: list[list], contract: InputContract) -> ApiError | None:
+def check_rows(
+    columns: Sequence[str], rows: list[list], contract: InputContract
+) -> ApiError | None:
     """Enforce the contract on `rows` (lists in the order of `columns`), in place.
 
     Empty or blank text in a nullable text column is replaced by None (null), so the model

@@ -86,7 +86,7 @@ def _json_rows(document, contract: InputContract, max_rows: int):
     """(columns, rows) of a dataframe_records or dataframe_split body, or an ApiError."""
     if not isinstance(document, dict) or len(document) != 1:
         return api_error("invalid_format_contract")
-    (key, value), = document.items()
+    ((key, value),) = document.items()
     if key == "dataframe_records":
         if not isinstance(value, list):
             return api_error("invalid_format_contract")
@@ -150,7 +150,8 @@ def _csv_rows(body: bytes, contract: InputContract, max_rows: int):
                 continue
             if len(cells) != len(header):
                 return api_error("invalid_csv")
-            rows.append([_csv_value(cell, is_number) for cell, is_number in zip(cells, numeric)])
+            pairs = zip(cells, numeric, strict=True)
+            rows.append([_csv_value(cell, is_number) for cell, is_number in pairs])
     except (UnicodeDecodeError, csv.Error):
         return api_error("invalid_csv")
     if not rows:
@@ -207,7 +208,7 @@ def _parquet_rows(body: bytes, contract: InputContract, max_rows: int):
         [NON_FINITE if isinstance(v, float) and v != v else v for v in table[name].to_pylist()]
         for name in columns
     ]
-    return columns, [list(row) for row in zip(*by_column)]
+    return columns, [list(row) for row in zip(*by_column, strict=True)]
 
 
 # ---------------------------------------------------------------------------------- entry

@@ -278,6 +278,9 @@ def _first_line(error: Exception) -> str:
 
 
 def main() -> int:
+    # Every file the server and its workers create (model cache, state record, metrics files)
+    # is for the server's own user only: 0600 files, 0700 folders.
+    os.umask(0o077)
     settings = load_settings()
     configure_logging(settings.log_level)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -84,7 +84,7 @@ def _check_training_rows(document: dict, x_train: pd.DataFrame) -> None:
         if not rule["nullable"] and values.isna().any():
             raise DataError(
                 f"column '{rule['name']}' has empty cells in the training data but the contract "
-                "says it may not be null; set \"nullable\": true for it with --contract"
+                'says it may not be null; set "nullable": true for it with --contract'
             )
         present = values.dropna()
         low, high = rule.get("minimum"), rule.get("maximum")
@@ -110,7 +110,9 @@ def read_overrides(path: Path | None) -> dict:
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise DataError(f"--contract {path} cannot be read as JSON ({type(error).__name__})") from None
+        raise DataError(
+            f"--contract {path} cannot be read as JSON ({type(error).__name__})"
+        ) from None
     if not isinstance(document, dict) or not isinstance(document.get("columns", {}), dict):
         raise DataError(
             f'--contract {path} must be {{"columns": {{"<column>": {{"nullable": ..}}}}}}'

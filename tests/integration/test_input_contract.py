@@ -67,77 +67,181 @@ def corpus() -> list[tuple[str, dict, bytes, int, str]]:
     m = lambda: mark(next(n))  # noqa: E731 - a short counter for the table below
     cap = facts.MAX_ROWS
     # --- not JSON, not the format ---------------------------------------------------------
-    add("malformed-json", JSON, b'{"dataframe_records": [{"term": "' + m().encode(), 400,
-        "invalid_json")
-    add("invalid-utf8", JSON, b'{"dataframe_records": [{"term": "\xff\xfe"}]}', 400,
-        "invalid_json")
+    add(
+        "malformed-json",
+        JSON,
+        b'{"dataframe_records": [{"term": "' + m().encode(),
+        400,
+        "invalid_json",
+    )
+    add("invalid-utf8", JSON, b'{"dataframe_records": [{"term": "\xff\xfe"}]}', 400, "invalid_json")
     add("deep-nesting", JSON, b"[" * 100_000 + b"]" * 100_000, 400, "invalid_json")
     add("array-body", JSON, json.dumps([ROW, m()]).encode(), 400, "invalid_format")
     add("number-body", JSON, b"42", 400, "invalid_format")
     add("string-body", JSON, json.dumps(m()).encode(), 400, "invalid_format")
-    add("two-format-keys", JSON, json.dumps({"dataframe_records": [ROW],
-        "dataframe_split": {}}).encode(), 400, "invalid_format")
-    add("instances-format", JSON, json.dumps({"instances": [ROW]}).encode(), 400,
-        "invalid_format")
-    add("inputs-format", JSON, json.dumps({"inputs": {c: [v] for c, v in ROW.items()}}).encode(),
-        400, "invalid_format")
-    add("params-key", JSON, json.dumps({"dataframe_records": [ROW], "params": {"x": m()}})
-        .encode(), 400, "invalid_format")
-    add("records-not-list", JSON, json.dumps({"dataframe_records": ROW}).encode(), 400,
-        "invalid_format")
+    add(
+        "two-format-keys",
+        JSON,
+        json.dumps({"dataframe_records": [ROW], "dataframe_split": {}}).encode(),
+        400,
+        "invalid_format",
+    )
+    add("instances-format", JSON, json.dumps({"instances": [ROW]}).encode(), 400, "invalid_format")
+    add(
+        "inputs-format",
+        JSON,
+        json.dumps({"inputs": {c: [v] for c, v in ROW.items()}}).encode(),
+        400,
+        "invalid_format",
+    )
+    add(
+        "params-key",
+        JSON,
+        json.dumps({"dataframe_records": [ROW], "params": {"x": m()}}).encode(),
+        400,
+        "invalid_format",
+    )
+    add(
+        "records-not-list",
+        JSON,
+        json.dumps({"dataframe_records": ROW}).encode(),
+        400,
+        "invalid_format",
+    )
     add("record-not-object", JSON, records(ROW, m()), 400, "invalid_format")
     add("empty-records", JSON, records(), 400, "empty_input")
     add("empty-split", JSON, split(COLUMNS, []), 400, "empty_input")
-    add("repeated-key-in-record", JSON,
-        records(ROW)[:-3] + b', "term": "' + m().encode() + b'"}]}', 400, "duplicate_keys")
-    add("repeated-top-level-key", JSON,
-        b'{"dataframe_records": [], "dataframe_records": ' + records(ROW)[22:], 400,
-        "duplicate_keys")
+    add(
+        "repeated-key-in-record",
+        JSON,
+        records(ROW)[:-3] + b', "term": "' + m().encode() + b'"}]}',
+        400,
+        "duplicate_keys",
+    )
+    add(
+        "repeated-top-level-key",
+        JSON,
+        b'{"dataframe_records": [], "dataframe_records": ' + records(ROW)[22:],
+        400,
+        "duplicate_keys",
+    )
     # --- content types --------------------------------------------------------------------
     add("no-content-type", {}, records(ROW), 415, "unsupported_media_type")
-    add("text-plain", {"Content-Type": "text/plain"}, m().encode(), 415,
-        "unsupported_media_type")
-    add("latin-1", {"Content-Type": "application/json; charset=latin-1"}, records(ROW), 415,
-        "unsupported_media_type")
-    add("unknown-parameter", {"Content-Type": "application/json; version=2"}, records(ROW), 415,
-        "unsupported_media_type")
+    add("text-plain", {"Content-Type": "text/plain"}, m().encode(), 415, "unsupported_media_type")
+    add(
+        "latin-1",
+        {"Content-Type": "application/json; charset=latin-1"},
+        records(ROW),
+        415,
+        "unsupported_media_type",
+    )
+    add(
+        "unknown-parameter",
+        {"Content-Type": "application/json; version=2"},
+        records(ROW),
+        415,
+        "unsupported_media_type",
+    )
     add("parquet-off", PARQUET, _parquet(pd.DataFrame([ROW])), 415, "unsupported_media_type")
-    add("x-parquet", {"Content-Type": "application/x-parquet"}, b"PAR1", 415,
-        "unsupported_media_type")
+    add(
+        "x-parquet",
+        {"Content-Type": "application/x-parquet"},
+        b"PAR1",
+        415,
+        "unsupported_media_type",
+    )
     add("xml", {"Content-Type": "application/xml"}, b"<a/>", 415, "unsupported_media_type")
     # --- columns --------------------------------------------------------------------------
-    add("missing-text-column", JSON, records({k: v for k, v in ROW.items() if k != "term"}),
-        400, "missing_columns")
-    add("only-text-columns", JSON, records({k: ROW[k] for k in
-        ("term", "home_ownership", "loan_purpose")}), 400, "missing_columns")
-    add("missing-nullable-numeric", JSON,
-        records({k: v for k, v in ROW.items() if k != "debt_to_income"}), 400, "missing_columns")
-    add("missing-in-second-row", JSON,
-        records(ROW, {k: v for k, v in ROW.items() if k != "loan_amount"}), 400,
-        "missing_columns")
+    add(
+        "missing-text-column",
+        JSON,
+        records({k: v for k, v in ROW.items() if k != "term"}),
+        400,
+        "missing_columns",
+    )
+    add(
+        "only-text-columns",
+        JSON,
+        records({k: ROW[k] for k in ("term", "home_ownership", "loan_purpose")}),
+        400,
+        "missing_columns",
+    )
+    add(
+        "missing-nullable-numeric",
+        JSON,
+        records({k: v for k, v in ROW.items() if k != "debt_to_income"}),
+        400,
+        "missing_columns",
+    )
+    add(
+        "missing-in-second-row",
+        JSON,
+        records(ROW, {k: v for k, v in ROW.items() if k != "loan_amount"}),
+        400,
+        "missing_columns",
+    )
     add("extra-column-name", JSON, records({**ROW, m(): 1.0}), 400, "unknown_columns")
     add("extra-column-value", JSON, records({**ROW, "colour": m()}), 400, "unknown_columns")
-    add("split-duplicate-columns", JSON, split([*COLUMNS, "term"], [[*row_values(), "x"]]), 400,
-        "duplicate_columns")
-    add("split-object-column", JSON, split([*COLUMNS[:-1], {"x": m()}], [row_values()]), 400,
-        "unknown_columns")
-    add("split-missing-column", JSON, split(COLUMNS[:-1], [row_values()[:-1]]), 400,
-        "missing_columns")
+    add(
+        "split-duplicate-columns",
+        JSON,
+        split([*COLUMNS, "term"], [[*row_values(), "x"]]),
+        400,
+        "duplicate_columns",
+    )
+    add(
+        "split-object-column",
+        JSON,
+        split([*COLUMNS[:-1], {"x": m()}], [row_values()]),
+        400,
+        "unknown_columns",
+    )
+    add(
+        "split-missing-column",
+        JSON,
+        split(COLUMNS[:-1], [row_values()[:-1]]),
+        400,
+        "missing_columns",
+    )
     # --- dataframe_split shape ------------------------------------------------------------
-    add("split-index-longer", JSON, split(COLUMNS, [row_values()], index=[0, 1, 2]), 400,
-        "inconsistent_split")
-    add("split-index-shorter", JSON, split(COLUMNS, [row_values()] * 2, index=[0]), 400,
-        "inconsistent_split")
-    add("split-index-not-list", JSON, split(COLUMNS, [row_values()], index=m()), 400,
-        "inconsistent_split")
+    add(
+        "split-index-longer",
+        JSON,
+        split(COLUMNS, [row_values()], index=[0, 1, 2]),
+        400,
+        "inconsistent_split",
+    )
+    add(
+        "split-index-shorter",
+        JSON,
+        split(COLUMNS, [row_values()] * 2, index=[0]),
+        400,
+        "inconsistent_split",
+    )
+    add(
+        "split-index-not-list",
+        JSON,
+        split(COLUMNS, [row_values()], index=m()),
+        400,
+        "inconsistent_split",
+    )
     add("split-row-short", JSON, split(COLUMNS, [row_values()[:-1]]), 400, "inconsistent_split")
-    add("split-row-long", JSON, split(COLUMNS, [[*row_values(), m()]]), 400,
-        "inconsistent_split")
+    add("split-row-long", JSON, split(COLUMNS, [[*row_values(), m()]]), 400, "inconsistent_split")
     add("split-row-object", JSON, split(COLUMNS, [ROW]), 400, "inconsistent_split")
-    add("split-no-data", JSON, json.dumps({"dataframe_split": {"columns": COLUMNS}}).encode(),
-        400, "inconsistent_split")
-    add("split-extra-key", JSON, split(COLUMNS, [row_values()], dtypes={"a": m()}), 400,
-        "inconsistent_split")
+    add(
+        "split-no-data",
+        JSON,
+        json.dumps({"dataframe_split": {"columns": COLUMNS}}).encode(),
+        400,
+        "inconsistent_split",
+    )
+    add(
+        "split-extra-key",
+        JSON,
+        split(COLUMNS, [row_values()], dtypes={"a": m()}),
+        400,
+        "inconsistent_split",
+    )
     add("split-data-scalar", JSON, split(COLUMNS, m()), 400, "inconsistent_split")
     # --- numbers --------------------------------------------------------------------------
     for case_id, literal in [
@@ -163,60 +267,111 @@ def corpus() -> list[tuple[str, dict, bytes, int, str]]:
         add(case_id, JSON, with_value("loan_amount", literal), 400, "not_finite")
     add("negative-income", JSON, with_value("annual_income", "-1"), 400, "out_of_range")
     add("negative-loan", JSON, with_value("loan_amount", "-0.01"), 400, "out_of_range")
-    add("utilization-above-1", JSON, with_value("revolving_utilization", "1.5"), 400,
-        "out_of_range")
+    add(
+        "utilization-above-1", JSON, with_value("revolving_utilization", "1.5"), 400, "out_of_range"
+    )
     add("negative-years", JSON, with_value("credit_history_years", "-3"), 400, "out_of_range")
     add("negative-nullable", JSON, with_value("debt_to_income", "-5"), 400, "out_of_range")
     # --- nulls and empty text -------------------------------------------------------------
-    add("null-income", JSON, with_value("annual_income", "null"), 400,
-        "null_in_required_column")
+    add("null-income", JSON, with_value("annual_income", "null"), 400, "null_in_required_column")
     add("null-term", JSON, with_value("term", "null"), 400, "null_in_required_column")
-    add("empty-home-ownership", JSON, with_value("home_ownership", '""'), 400,
-        "null_in_required_column")
-    add("blank-loan-purpose", JSON, with_value("loan_purpose", '"   "'), 400,
-        "null_in_required_column")
+    add(
+        "empty-home-ownership",
+        JSON,
+        with_value("home_ownership", '""'),
+        400,
+        "null_in_required_column",
+    )
+    add(
+        "blank-loan-purpose",
+        JSON,
+        with_value("loan_purpose", '"   "'),
+        400,
+        "null_in_required_column",
+    )
     # --- categories -----------------------------------------------------------------------
-    add("lower-case-category", JSON, with_value("home_ownership", '"own"'), 400,
-        "unknown_category")
-    add("unknown-category", JSON, with_value("loan_purpose", json.dumps(m())), 400,
-        "unknown_category")
+    add("lower-case-category", JSON, with_value("home_ownership", '"own"'), 400, "unknown_category")
+    add(
+        "unknown-category",
+        JSON,
+        with_value("loan_purpose", json.dumps(m())),
+        400,
+        "unknown_category",
+    )
     add("title-case-term", JSON, with_value("term", '"36 Months"'), 400, "unknown_category")
     add("trailing-space", JSON, with_value("home_ownership", '"OWN "'), 400, "unknown_category")
     add("number-in-text", JSON, with_value("term", "36"), 400, "invalid_type")
     add("boolean-in-text", JSON, with_value("term", "true"), 400, "invalid_type")
-    add("object-in-text", JSON, with_value("loan_purpose", json.dumps({"x": m()})), 400,
-        "invalid_type")
-    add("unknown-in-row-500", JSON,
-        records(*[ROW] * 499, {**ROW, "loan_purpose": m()}), 400, "unknown_category")
+    add(
+        "object-in-text",
+        JSON,
+        with_value("loan_purpose", json.dumps({"x": m()})),
+        400,
+        "invalid_type",
+    )
+    add(
+        "unknown-in-row-500",
+        JSON,
+        records(*[ROW] * 499, {**ROW, "loan_purpose": m()}),
+        400,
+        "unknown_category",
+    )
     # --- rows over the cap ----------------------------------------------------------------
     add("records-over-cap", JSON, records(*[ROW] * (cap + 1)), 413, "too_many_rows")
     add("split-over-cap", JSON, split(COLUMNS, [row_values()] * (cap + 1)), 413, "too_many_rows")
     add("csv-over-cap", CSV, csv_body([ROW] * (cap + 1)), 413, "too_many_rows")
-    add("csv-newline-bomb", CSV, ",".join(COLUMNS).encode() + b"\n" * (4 * 1024 * 1024), 413,
-        "too_many_rows")
-    add("body-over-limit", JSON, b"{" + b" " * (facts.MAX_BODY_BYTES + 1) + b"}", 413,
-        "payload_too_large")
+    add(
+        "csv-newline-bomb",
+        CSV,
+        ",".join(COLUMNS).encode() + b"\n" * (4 * 1024 * 1024),
+        413,
+        "too_many_rows",
+    )
+    add(
+        "body-over-limit",
+        JSON,
+        b"{" + b" " * (facts.MAX_BODY_BYTES + 1) + b"}",
+        413,
+        "payload_too_large",
+    )
     # --- CSV ------------------------------------------------------------------------------
     add("csv-missing-column", CSV, csv_body([ROW], COLUMNS[1:]), 400, "missing_columns")
-    add("csv-extra-column", CSV, csv_body([{**ROW, mark(900): 1}], [*COLUMNS, mark(900)]), 400,
-        "unknown_columns")
-    add("csv-ragged-row", CSV, csv_body([ROW]) + b"1,2," + m().encode() + b"\n", 400,
-        "invalid_csv")
+    add(
+        "csv-extra-column",
+        CSV,
+        csv_body([{**ROW, mark(900): 1}], [*COLUMNS, mark(900)]),
+        400,
+        "unknown_columns",
+    )
+    add("csv-ragged-row", CSV, csv_body([ROW]) + b"1,2," + m().encode() + b"\n", 400, "invalid_csv")
     add("csv-inf", CSV, csv_body([{**ROW, "annual_income": "inf"}]), 400, "invalid_type")
     add("csv-overflow", CSV, csv_body([{**ROW, "annual_income": "1e999"}]), 400, "not_finite")
     add("csv-true", CSV, csv_body([{**ROW, "loan_amount": "true"}]), 400, "invalid_type")
-    add("csv-marker-category", CSV, csv_body([{**ROW, "loan_purpose": m()}]), 400,
-        "unknown_category")
-    add("csv-lower-case", CSV, csv_body([{**ROW, "home_ownership": "rent"}]), 400,
-        "unknown_category")
-    add("csv-empty-required", CSV, csv_body([{**ROW, "term": ""}]), 400,
-        "null_in_required_column")
+    add(
+        "csv-marker-category",
+        CSV,
+        csv_body([{**ROW, "loan_purpose": m()}]),
+        400,
+        "unknown_category",
+    )
+    add(
+        "csv-lower-case",
+        CSV,
+        csv_body([{**ROW, "home_ownership": "rent"}]),
+        400,
+        "unknown_category",
+    )
+    add("csv-empty-required", CSV, csv_body([{**ROW, "term": ""}]), 400, "null_in_required_column")
     add("csv-empty-body", CSV, b"", 400, "invalid_csv")
     add("csv-header-only", CSV, ",".join(COLUMNS).encode() + b"\n", 400, "empty_input")
-    add("csv-invalid-utf8", CSV, csv_body([ROW]).replace(b"OWN", b"\xff\xfe"), 400,
-        "invalid_csv")
-    add("csv-broken-quote", CSV, ",".join(COLUMNS).encode() + b'\n"' + m().encode() + b'"x,',
-        400, "invalid_csv")
+    add("csv-invalid-utf8", CSV, csv_body([ROW]).replace(b"OWN", b"\xff\xfe"), 400, "invalid_csv")
+    add(
+        "csv-broken-quote",
+        CSV,
+        ",".join(COLUMNS).encode() + b'\n"' + m().encode() + b'"x,',
+        400,
+        "invalid_csv",
+    )
     return cases
 
 
@@ -351,11 +506,16 @@ def test_the_same_rows_score_alike_as_json_csv_and_split(gateway_stack):
     rows = [ROW, {**ROW, "debt_to_income": None, "term": "60 months"}]
     answers = [
         requests.post(url, data=records(*rows), headers=JSON, timeout=30),
-        requests.post(url, data=split(COLUMNS, [row_values(r) for r in rows]), headers=JSON,
-                      timeout=30),  # fmt: skip
+        requests.post(
+            url, data=split(COLUMNS, [row_values(r) for r in rows]), headers=JSON, timeout=30
+        ),  # fmt: skip
         requests.post(url, data=csv_body(rows), headers=CSV, timeout=30),
-        requests.post(url, data=records(*rows), headers={
-            "Content-Type": "application/json; charset=utf-8"}, timeout=30),  # fmt: skip
+        requests.post(
+            url,
+            data=records(*rows),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            timeout=30,
+        ),  # fmt: skip
     ]
     assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
     assert all(a.json() == answers[0].json() for a in answers)
@@ -566,4 +726,3 @@ def test_a_model_without_a_contract_keeps_the_older_checks(trained_registry, tmp
                     "unsupported_media_type")  # fmt: skip
     finally:
         server.stop()
-

@@ -71,9 +71,7 @@ def test_csv_and_split_give_the_same_canonical_body():
     split = {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())], "index": [7]}}
     bodies = [read(csv_text, "text/csv").body, read(split).body, read(records(ROW)).body]
     # CSV has no integers: 3 arrives as 3.0, the same number for the model.
-    as_floats = {
-        json.dumps(json.loads(body, parse_int=float), sort_keys=True) for body in bodies
-    }
+    as_floats = {json.dumps(json.loads(body, parse_int=float), sort_keys=True) for body in bodies}
     assert len(as_floats) == 1
 
 
@@ -156,8 +154,18 @@ def test_parquet_when_enabled_is_capped_from_its_footer():
 
 def test_a_model_without_a_contract_gets_only_the_cap_and_the_types():
     loose = settings()
-    assert precheck_without_contract(json.dumps(records(*[{}] * 5)).encode(), "application/json", loose) is None
-    assert precheck_without_contract(json.dumps(records(*[{}] * 6)).encode(), "application/json", loose).code == "too_many_rows"
+    assert (
+        precheck_without_contract(
+            json.dumps(records(*[{}] * 5)).encode(), "application/json", loose
+        )
+        is None
+    )
+    assert (
+        precheck_without_contract(
+            json.dumps(records(*[{}] * 6)).encode(), "application/json", loose
+        ).code
+        == "too_many_rows"
+    )
     assert precheck_without_contract(b"a\n" * 10, "text/csv", loose).code == "too_many_rows"
     assert precheck_without_contract(b"not json", "application/json", loose) is None
     assert precheck_without_contract(b"x", "application/vnd.apache.parquet", loose).status == 415
@@ -169,10 +177,12 @@ def test_a_model_without_a_contract_gets_only_the_cap_and_the_types():
         {"columns": []},
         {"columns": [{"name": "a", "type": "double"}]},
         {"columns": [{"name": "a", "type": "text", "nullable": True}]},
-        {"columns": [{"name": "a", "type": "double", "nullable": True, "minimum": 2, "maximum": 1}]},
+        {"columns": [{"name": "a", "type": "double", "nullable": True, "minimum": 2,
+                      "maximum": 1}]},
         {"columns": [{"name": "a", "type": "double", "nullable": True, "categories": ["x"]}]},
         {"columns": [{"name": "a", "type": "string", "nullable": True}] * 2},
-        {"unknown_categories": "maybe", "columns": [{"name": "a", "type": "string", "nullable": True}]},
+        {"unknown_categories": "maybe",
+         "columns": [{"name": "a", "type": "string", "nullable": True}]},
         {"version": 2, "columns": [{"name": "a", "type": "string", "nullable": True}]},
     ],
 )  # fmt: skip
