@@ -247,6 +247,20 @@ def _check_boolean(rule: ColumnRule, value, contract: InputContract) -> ApiError
     return None
 
 
+def example_problem(example, contract: InputContract) -> ApiError | None:
+    """What the contract says about a model's own input example (a frame), or None.
+
+    A contract that refuses the example it was logged with is wrong (or the example is): such
+    a model is never served or promoted (serving/loading.py).
+    """
+    columns = list(getattr(example, "columns", []))
+    problem = check_columns(columns, contract)
+    if problem is not None:
+        return problem
+    rows = example.astype(object).where(example.notna(), None).values.tolist()
+    return check_rows(columns, rows, contract)
+
+
 # ------------------------------------------------------- the older checks (models without one)
 def input_problem(data, inputs: list[dict]) -> ApiError | None:
     """What MLflow's schema enforcement lets through but the model cannot take, as a 400.
