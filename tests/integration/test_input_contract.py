@@ -623,8 +623,10 @@ def register(uri: str, name: str, contract: dict | None) -> None:
     mlflow.set_tracking_uri(uri)
     example = pd.DataFrame({"x": [1.0], "kind": ["a"]})
     output = pd.DataFrame({"probability": [0.5], "label": [0]})
-    mlflow.set_experiment(name)
-    with mlflow.start_run():
+    # An explicit experiment id, not set_experiment: that would stay the process's active
+    # experiment and break the next test module's runs on its own tracking server.
+    experiment = mlflow.MlflowClient(uri).create_experiment(name)
+    with mlflow.start_run(experiment_id=experiment):
         mlflow.pyfunc.log_model(
             name="model",
             python_model=str(SLOW_MODEL_CODE),
