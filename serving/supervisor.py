@@ -185,7 +185,10 @@ class Supervisor:
             **os.environ,
             "SERVING_STATE_FILE": str(self.state_path.resolve()),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
-            "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(int(self.settings.request_timeout)),
+            # The wrapper owns the timeout (it answers 504 and the predict hook stops the
+            # prediction); MLflow's own, which answers but leaves the thread running, is only
+            # a backstop behind it.
+            "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(int(self.settings.request_timeout) + 60),
             # The model is local and checked; workers never create environments or call out.
             "MLFLOW_DISABLE_ENV_CREATION": "true",
         }
@@ -275,6 +278,9 @@ def _first_line(error: Exception) -> str:
 
 
 def main() -> int:
+    # Every file the server and its workers create (model cache, state record, metrics files)
+    # is for the server's own user only: 0600 files, 0700 folders.
+    os.umask(0o077)
     settings = load_settings()
     configure_logging(settings.log_level)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
