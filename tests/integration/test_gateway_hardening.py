@@ -342,11 +342,6 @@ def test_no_marker_sent_anywhere_reaches_a_gateway_log(gateway_stack):
         assert marker not in path.read_text(errors="replace").lower(), f"marker in {path}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/ (not this change): the model server logs the pandas conversion error of a "
-    "bad value with the value itself; remove this mark when it stops echoing caller data",
-)
 def test_no_marker_sent_anywhere_reaches_the_model_servers_log(gateway_stack):
     marker, _ = send_markers(gateway_stack)
     for path in gateway_stack.model_server.workdir.glob("*.log"):
