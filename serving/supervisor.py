@@ -179,8 +179,7 @@ class Supervisor:
 
     def start_gunicorn(self) -> None:
         metrics_dir = self.settings.metrics_dir
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        empty_directory(metrics_dir)
         env = {
             **os.environ,
             "SERVING_STATE_FILE": str(self.state_path.resolve()),
@@ -285,3 +284,18 @@ def main() -> int:
     configure_logging(settings.log_level)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     return Supervisor(settings).run()
+
+
+def empty_directory(path: Path) -> None:
+    """Make `path` an empty directory without removing `path` itself.
+
+    In Kubernetes and a Container Instance the metrics directory is a volume of its own (an
+    emptyDir): its mount point cannot be removed, only emptied. Removing and re-creating it
+    failed there (FileExistsError) and crash-looped the server.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
