@@ -11,6 +11,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := nginx-light gettext-base openssl wrk curl ca-certificates
 PYTEST_ARGS ?=
 
+# The CLIs talk to the native stack with its trainer user (make up writes .local/stack.env)
+# unless MLFLOW_TRACKING_URI points elsewhere.
+NATIVE_ENV = if [ -z "$${MLFLOW_TRACKING_URI:-}" ] && [ -f .local/stack.env ]; then . ./.local/stack.env; fi;
+
 .PHONY: help
 help: ## Show this help
 	@echo "Credit-risk model serving: MLflow -> gunicorn -> nginx -> Oracle APEX"
@@ -67,7 +71,7 @@ check-cert: venv ## Check a served certificate chain: make check-cert HOST=ml.ex
 
 .PHONY: apex
 apex: venv ## Render the APEX kit for the promoted model (ARGS="--gateway-url https://ml.example.com")
-	$(PY) -m apex.render $(ARGS)
+	@$(NATIVE_ENV) $(PY) -m apex.render $(ARGS)
 
 .PHONY: ui
 ui: venv ## Print the MLflow UI address
@@ -75,11 +79,11 @@ ui: venv ## Print the MLflow UI address
 
 .PHONY: train
 train: venv ## Train and register a model (ARGS="--classifier logreg" or "--data f.csv --target y")
-	$(PY) -m training.train $(ARGS)
+	@$(NATIVE_ENV) $(PY) -m training.train $(ARGS)
 
 .PHONY: promote
 promote: venv ## Promote the newest version to @champion if better (ARGS="--version N" to roll back)
-	$(PY) -m training.promote $(ARGS)
+	@$(NATIVE_ENV) $(PY) -m training.promote $(ARGS)
 
 .PHONY: lint
 lint: venv ## Run ruff
@@ -90,6 +94,20 @@ lint: venv ## Run ruff
 format: venv ## Format the Python code
 	$(VENV)/bin/ruff format training serving tests nginx apex bench common stack tracking oci
 	$(VENV)/bin/ruff check --fix .
+
+.PHONY: audit
+audit: venv ## Check the installed Python packages for known advisories (pip-audit; reviewed ignores: .ci/pip-audit-ignore.txt)
+	@out=$$($(VENV)/bin/pip-audit --progress-spinner off --skip-editable \
+	  $$(sed -n 's/^\([A-Za-z0-9][A-Za-z0-9-]*\).*/--ignore-vuln \1/p' .ci/pip-audit-ignore.txt) 2>&1); \
+	status=$$?; echo "$$out"; \
+	skipped=$$(printf '%s\n' "$$out" | grep -c 'could not be audited' || true); \
+	if [ "$$skipped" -gt 0 ]; then \
+	  echo "audit: INCOMPLETE: $$skipped package(s) could not be audited (the index gave no advisory data for their versions)"; exit 1; \
+	fi; exit $$status
+
+.PHONY: secret-scan
+secret-scan: venv ## Scan the tree and the git history for secrets (detect-secrets; reviewed fixtures: .ci/secrets.baseline)
+	@$(PY) .ci/secret_scan.py
 
 TOOLS_VENV := .local/venv-tools
 

@@ -54,6 +54,13 @@ class Column:
     name: str
     type: str
     required: bool = True
+    # From the model's input contract (serving/contract.py), when it has one: whether null is
+    # allowed, the allowed text values (refused outside them when `closed`), the hard bounds.
+    contract_nullable: bool | None = None
+    categories: tuple[str, ...] = ()
+    closed: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def ident(self) -> str:
@@ -67,7 +74,10 @@ class Column:
 
     @property
     def nullable(self) -> bool:
-        """Doubles take null as "missing"; other types only where the signature says optional."""
+        """What the contract says; without one, doubles take null as "missing" and other
+        types only where the signature says optional."""
+        if self.contract_nullable is not None:
+            return self.contract_nullable
         return self.type in NUMBER_TYPES or not self.required
 
     def item(self, page: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from apex.body import INTEGER_TYPES, NUMBER_TYPES, Column
-from common.facts import MAX_BODY_BYTES
+from common.facts import MAX_BODY_BYTES, MAX_ROWS
 from serving.api_errors import ERRORS
 
 # The reusable response of each status: its component name and what it tells a caller. Which
@@ -23,12 +23,17 @@ RESPONSES = {
     405: ("MethodNotAllowed", "The route does not take this method."),
     413: (
         "TooLarge",
-        f"The body is over {MAX_BODY_BYTES / 2**20:g} MB: send fewer rows per request.",
+        f"The body is over {MAX_BODY_BYTES / 2**20:g} MB or holds more than the row cap "
+        f"({MAX_ROWS} by default): send fewer rows per request.",
     ),
     415: ("UnsupportedMediaType", "Content-Type is missing or not application/json."),
     429: ("RateLimited", "Too many requests for this key: wait Retry-After seconds."),
     500: ("ModelError", "The model failed on this input."),
-    503: ("Unavailable", "The model server is down or still loading."),
+    503: (
+        "Unavailable",
+        "The model server is down, still loading, or at its concurrency limit: retry after "
+        "Retry-After seconds.",
+    ),
     504: ("Timeout", "The model did not answer in time."),
 }
 # What the gateway answers itself on each path (nginx/snippets/errors.conf, api-key.conf,
@@ -56,8 +61,19 @@ def column_schema(column: Column) -> dict:
         schema = {"type": "boolean"}
     else:
         schema = {"type": "string"}
+    if column.categories:
+        if column.closed:
+            schema["enum"] = list(column.categories)
+        else:
+            schema["description"] = "Known values: " + ", ".join(column.categories)
+    if column.minimum is not None:
+        schema["minimum"] = column.minimum
+    if column.maximum is not None:
+        schema["maximum"] = column.maximum
     if column.nullable:
         schema["nullable"] = True
+        if "enum" in schema:
+            schema["enum"].append(None)  # OpenAPI 3.0: an enum lists null for a nullable one
     return schema
 
 
@@ -80,7 +96,7 @@ def _error_response(status: int) -> dict:
         response["headers"] = {
             "WWW-Authenticate": {"required": True, "schema": _STRING},
         }
-    if status == 429:
+    if status in (429, 503):
         response["headers"] = {
             "Retry-After": {
                 "description": "Seconds to wait before the next request.",
@@ -123,7 +139,8 @@ def record_schema(inputs: Sequence[Column], example: dict | None) -> dict:
     """One applicant as a JSON object (``dataframe_records`` items)."""
     record = {
         "type": "object",
-        "description": "One applicant. Every column is sent; null means missing where allowed.",
+        "description": "One applicant. Every column is sent (absence is refused); null means "
+        "missing where the column is nullable; text from the listed values, exact case.",
         "properties": {column.name: column_schema(column) for column in inputs},
         "required": [column.name for column in inputs],
         "additionalProperties": False,
@@ -164,6 +181,7 @@ def split_request_schema(inputs: Sequence[Column], example: dict | None) -> dict
                     "data": {
                         "type": "array",
                         "minItems": 1,
+                        "maxItems": MAX_ROWS,
                         "description": "One row per applicant, values in the order of columns.",
                         "items": row,
                     },
@@ -185,7 +203,12 @@ def records_request_schema() -> dict:
         "required": ["dataframe_records"],
         "additionalProperties": False,
         "properties": {
-            "dataframe_records": {"type": "array", "minItems": 1, "items": _ref("Record")}
+            "dataframe_records": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_ROWS,
+                "items": _ref("Record"),
+            }
         },
     }
 

@@ -40,8 +40,10 @@ class RenderError(Exception):
 
 
 # ------------------------------------------------------------------------------------- signature
-def columns_from_spec(specs: list[dict], what: str) -> list[Column]:
-    """Signature column dicts (MLflow's ``Schema.to_dict()``) as checked Columns."""
+def columns_from_spec(specs: list[dict], what: str, contract: dict | None = None) -> list[Column]:
+    """Signature column dicts (MLflow's ``Schema.to_dict()``) as checked Columns, with the
+    rules of the model's input contract (nullable, categories, bounds) where it has one."""
+    rules = _contract_rules(contract)
     if not specs:
         raise RenderError(f"the model signature has no {what}; log the model with a signature")
     columns = []
@@ -56,7 +58,17 @@ def columns_from_spec(specs: list[dict], what: str) -> list[Column]:
             raise RenderError(
                 f"column '{name}' has type '{kind}'; supported: {', '.join(SUPPORTED_TYPES)}"
             )
-        columns.append(Column(name=name, type=kind, required=spec.get("required", True)))
+        rule = rules.get(name)
+        extra = {}
+        if rule is not None:
+            extra = {
+                "contract_nullable": rule.nullable,
+                "categories": rule.categories or (),
+                "closed": contract.get("unknown_categories", "refuse") == "refuse",
+                "minimum": rule.minimum,
+                "maximum": rule.maximum,
+            }
+        columns.append(Column(name=name, type=kind, required=spec.get("required", True), **extra))
     idents = [column.ident for column in columns]
     duplicates = sorted({ident for ident in idents if idents.count(ident) > 1})
     if duplicates:
@@ -65,6 +77,19 @@ def columns_from_spec(specs: list[dict], what: str) -> list[Column]:
     if too_long:
         raise RenderError(f"column names longer than {MAX_IDENTIFIER} characters: {too_long}")
     return columns
+
+
+def _contract_rules(contract: dict | None) -> dict:
+    """The contract's column rules by name ({} without a contract: an older model)."""
+    if contract is None:
+        return {}
+    from serving.contract import ContractError, InputContract
+
+    try:
+        parsed = InputContract.from_dict(contract)
+    except ContractError as error:
+        raise RenderError(f"the model's input contract is not usable: {error}") from None
+    return {rule.name: rule for rule in parsed.columns}
 
 
 def _schema_list(value) -> list[dict]:
@@ -89,6 +114,7 @@ def load_signature_file(path: Path) -> dict:
         "inputs": _schema_list(document["inputs"]),
         "outputs": _schema_list(document.get("outputs")),
         "input_example": document.get("input_example"),
+        "contract": document.get("contract"),
     }
 
 
@@ -120,6 +146,8 @@ def load_registry_signature(tracking_uri: str | None, model_name: str, alias: st
         "inputs": _schema_list(signature["inputs"]),
         "outputs": _schema_list(signature.get("outputs")),
         "input_example": _first_example_row(model_uri, info.saved_input_example_info),
+        # The input contract training wrote (None for a model logged before contracts).
+        "contract": (info.metadata or {}).get("input_contract"),
     }
 
 
@@ -170,6 +198,25 @@ def _json_getter(column: Column) -> str:
     return {"string": "get_string", "boolean": "get_boolean"}.get(column.type, "get_number")
 
 
+def _allowed_values(column: Column) -> str:
+    """The page-items table's "Allowed values" cell, from the contract's rules."""
+    if column.categories:
+        values = ", ".join(f"`{value}`" for value in column.categories)
+        return values if column.closed else f"{values} (others accepted)"
+    if column.minimum is not None and column.maximum is not None:
+        return f"{column.minimum:g} to {column.maximum:g}"
+    if column.minimum is not None:
+        return f"at least {column.minimum:g}"
+    if column.maximum is not None:
+        return f"at most {column.maximum:g}"
+    return ""
+
+
+def _static_lov(column: Column) -> str:
+    # APEX static LOV syntax: STATIC:display;return,display;return (values hold no , or ;).
+    return "STATIC:" + ",".join(f"{value};{value}" for value in column.categories)
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -183,6 +230,8 @@ def _environment() -> jinja2.Environment:
         plsql_type=_plsql_type,
         plsql_param_type=_plsql_param_type,
         json_getter=_json_getter,
+        allowed_values=_allowed_values,
+        static_lov=_static_lov,
         json_string=json_string,
         sqlstr=lambda text: text.replace("'", "''"),
         tojson_compact=lambda value: json.dumps(value, ensure_ascii=True),
@@ -193,7 +242,7 @@ def _environment() -> jinja2.Environment:
 def render(signature: dict, gateway_url: str, page: int = 1) -> dict[str, str]:
     """Every output file name with its text."""
     gateway_url = check_gateway_url(gateway_url)
-    inputs = columns_from_spec(signature["inputs"], "inputs")
+    inputs = columns_from_spec(signature["inputs"], "inputs", signature.get("contract"))
     outputs = columns_from_spec(signature["outputs"], "outputs")
     model_name = signature.get("model_name") or "model"
     example = signature.get("input_example")
@@ -210,6 +259,8 @@ def render(signature: dict, gateway_url: str, page: int = 1) -> dict[str, str]:
         "example": example,
         # The gateway's and the model server's limit: APEX refuses a larger body itself.
         "max_body_bytes": facts.MAX_BODY_BYTES,
+        "max_rows": facts.MAX_ROWS,
+        "has_contract": signature.get("contract") is not None,
     }
     env = _environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in TEXT_OUTPUTS}

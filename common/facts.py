@@ -32,6 +32,10 @@ MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 MAX_BODY_BYTES = 8 * 1024 * 1024
 """Largest request body (HTTP 413 above), at the gateway, the model server and in APEX."""
 
+MAX_ROWS = 10_000
+"""Most rows one request may score (HTTP 413 above): the model server's default
+(`SERVING_MAX_ROWS`) and the batch size the APEX kit documents and checks."""
+
 # --- ports: one plan for every shape (native, compose, Kubernetes pod, Container Instance) ------
 # The gateway and the model server share one localhost in a Container Instance and natively,
 # so the plan gives each listener its own number; a test checks every shape against it.
@@ -96,6 +100,7 @@ def facts_table() -> str:
         ("`MODEL_URI`", f"`{MODEL_URI}`", "what the model server follows by default"),
         ("`MAX_BODY_BYTES`", f"{MAX_BODY_BYTES} ({nginx_size(MAX_BODY_BYTES)})",
          "largest request body: gateway, model server, APEX package"),
+        ("`MAX_ROWS`", str(MAX_ROWS), "most rows per request: model server default, APEX batch"),
         ("`MLFLOW_PORT`", str(MLFLOW_PORT), "MLflow tracking server and UI"),
         ("`MODEL_SERVER_PORT`", str(MODEL_SERVER_PORT), "model server (behind the gateway)"),
         ("`GATEWAY_HTTPS_PORT`", str(GATEWAY_HTTPS_PORT), "gateway API over TLS"),

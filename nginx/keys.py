@@ -4,9 +4,13 @@
     python nginx/keys.py list                  # ids, names, dates, fingerprints; never keys
     python nginx/keys.py rotate apex-prod      # a second key for the same client
     python nginx/keys.py revoke apex-prod/1    # one key; `revoke apex-prod` removes all
+    python nginx/keys.py upgrade               # rewrite older plain entries as exact-case ones
 
 The keys file ($API_KEYS_FILE, default .local/secrets/api-keys.map) is an nginx `map` include:
-one line per key, `"<key>" "<client>";  # id=<client>/<n> created=<time>`. The client name
+one line per key, `"~^<key>$" "<client>";  # id=<client>/<n> created=<time>`: an anchored
+regular expression, the one kind of map entry nginx compares case-sensitively, so only the exact
+key matches (nginx cannot hash a header, so the file holds the keys; it is mode 600, a Secret
+in containers). `upgrade` rewrites a file of the older plain entries. The client name
 (never the key) is what nginx logs and passes upstream as X-Client. After a change the file is
 replaced atomically (mode 600) and nginx reloads: old workers finish their requests, new ones
 use the new keys. Rotation without downtime: rotate, move the client to the new key, revoke
@@ -33,7 +37,7 @@ DEFAULT_KEYS_FILE = Path(".local/secrets/api-keys.map")
 DEFAULT_RUNTIME_DIR = Path(".local/nginx")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _LINE = re.compile(
-    r'^"(?P<key>[A-Za-z0-9_-]+)"\s+"(?P<name>[^"]+)";\s*#\s*id=(?P<id>\S+)\s+created=(?P<created>\S+)'
+    r'^"(?P<regex>~\^)?(?P<key>[A-Za-z0-9_-]+)(?(regex)\$)"\s+"(?P<name>[^"]+)";\s*#\s*id=(?P<id>\S+)\s+created=(?P<created>\S+)'
 )
 
 
@@ -49,7 +53,7 @@ class ApiKey:
     created: str
 
     def line(self) -> str:
-        return f'"{self.key}" "{self.name}";  # id={self.id} created={self.created}\n'
+        return f'"~^{self.key}$" "{self.name}";  # id={self.id} created={self.created}\n'
 
     @property
     def fingerprint(self) -> str:
@@ -81,6 +85,11 @@ def write_keys(path: Path, keys: list[ApiKey]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, 0o600)
+        if path.exists() and os.geteuid() == 0:
+            # Root edits the file of a gateway that runs as another user (`make up` as root runs
+            # nginx as the stack's user): the new file keeps the old one's owner.
+            old = path.stat()
+            os.chown(temp, old.st_uid, old.st_gid)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -174,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("name")
         sub.add_argument("--key-file", type=Path, help="also write the new key to this file")
     commands.add_parser("list", help="show the keys (never the key values)")
+    commands.add_parser("upgrade", help="rewrite the file in the exact-case format")
     revoke = commands.add_parser("revoke", help="remove a key by id (name/N) or all of a name")
     revoke.add_argument("id")
     args = parser.parse_args(argv)
@@ -184,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             for key in keys:
                 print(f"{key.id:24} {key.name:20} {key.created}  sha256:{key.fingerprint}")
             return 0
-        if args.command in ("create", "rotate"):
+        if args.command == "upgrade":
+            write_keys(args.file, keys)
+            print(f"keys: {len(keys)} key(s) in the exact-case format", file=sys.stderr)
+        elif args.command in ("create", "rotate"):
             if args.command == "create" and any(k.name == args.name for k in keys):
                 raise KeysError(f"client '{args.name}' has a key; use 'rotate {args.name}'")
             if args.command == "rotate" and not any(k.name == args.name for k in keys):

@@ -41,19 +41,33 @@ export GATEWAY_RATE_PER_KEY="${GATEWAY_RATE_PER_KEY:-100r/s}"
 export GATEWAY_BURST_PER_KEY="${GATEWAY_BURST_PER_KEY:-200}"
 export GATEWAY_RATE_PER_ADDRESS="${GATEWAY_RATE_PER_ADDRESS:-200r/s}"
 export GATEWAY_BURST_PER_ADDRESS="${GATEWAY_BURST_PER_ADDRESS:-400}"
+export GATEWAY_CLIENT_TIMEOUT="${GATEWAY_CLIENT_TIMEOUT:-5s}"
+export GATEWAY_CONNECTIONS_PER_ADDRESS="${GATEWAY_CONNECTIONS_PER_ADDRESS:-256}"
 export GATEWAY_STATIC_DIR="$(realpath -m "${GATEWAY_STATIC_DIR:-$conf_dir/../apex/generated}")"
 export GATEWAY_ACCESS_LOG="${GATEWAY_ACCESS_LOG:-$GATEWAY_RUNTIME_DIR/access.log}"
 export GATEWAY_ERROR_LOG="${GATEWAY_ERROR_LOG:-$GATEWAY_RUNTIME_DIR/error.log}"
 export MLFLOW_UPSTREAM="${MLFLOW_UPSTREAM:-}"
 export GATEWAY_RUNTIME_DIR TLS_CERT_FILE TLS_KEY_FILE API_KEYS_FILE
-# Started as root (the native stack on a CI machine), nginx would drop its workers to "nobody",
-# which cannot read the clone when it sits in a private directory (mode 700, as mktemp makes).
-# Workers then keep the invoking user, as they do for every non-root start; containers and
-# Kubernetes run as uid 10001 and never take this branch.
+# nginx started as root keeps a root master and drops its workers to the `user` directive. The
+# stack never starts it so (the native stack drops to an unprivileged user first, containers
+# and Kubernetes run as uid 10001); a root caller such as a test harness gets workers running
+# as the owner of the runtime directory, the one user that surely can write its temp files.
 if [ "$(id -u)" = 0 ]; then
-  export GATEWAY_USER_DIRECTIVE="user root;"
+  export GATEWAY_USER_DIRECTIVE="user $(stat -c '%U %G' "$GATEWAY_RUNTIME_DIR");"
 else
   export GATEWAY_USER_DIRECTIVE=""
+fi
+# Listening address: all of them (containers) or one, such as 127.0.0.1 (the native stack).
+if [ -n "${GATEWAY_LISTEN_ADDRESS:-}" ]; then
+  export GATEWAY_LISTEN_PREFIX="$GATEWAY_LISTEN_ADDRESS:"
+else
+  export GATEWAY_LISTEN_PREFIX=""
+fi
+# Keys must be exact-case regex entries (snippets/api-key-map.conf): a plain entry would match
+# a key of any case. Files written before that format are refused with the way out.
+if [ -r "$API_KEYS_FILE" ] && grep -Eq '^[[:space:]]*"[^~]' "$API_KEYS_FILE"; then
+  echo "render.sh: $API_KEYS_FILE has plain (case-insensitive) key entries; rewrite it with: python nginx/keys.py --file $API_KEYS_FILE upgrade" >&2
+  exit 1
 fi
 # 443 is implied by https://; any other public port must appear in redirects.
 if [ "$GATEWAY_PUBLIC_HTTPS_PORT" = 443 ]; then
@@ -67,7 +81,8 @@ ${GATEWAY_SERVER_NAME} ${GATEWAY_PUBLIC_HTTPS_SUFFIX} ${MODEL_SERVER_ADDR} ${TLS
 ${TLS_KEY_FILE} ${API_KEYS_FILE} ${GATEWAY_MAX_BODY_SIZE} ${GATEWAY_UPSTREAM_TIMEOUT}
 ${GATEWAY_RATE_PER_KEY} ${GATEWAY_BURST_PER_KEY} ${GATEWAY_RATE_PER_ADDRESS}
 ${GATEWAY_BURST_PER_ADDRESS} ${GATEWAY_STATIC_DIR} ${GATEWAY_ACCESS_LOG} ${GATEWAY_ERROR_LOG}
-${GATEWAY_MLFLOW_PORT} ${MLFLOW_UPSTREAM} ${GATEWAY_USER_DIRECTIVE}'
+${GATEWAY_MLFLOW_PORT} ${MLFLOW_UPSTREAM} ${GATEWAY_USER_DIRECTIVE} ${GATEWAY_LISTEN_PREFIX}
+${GATEWAY_CLIENT_TIMEOUT} ${GATEWAY_CONNECTIONS_PER_ADDRESS}'
 
 # Render into a fresh directory and swap it in, so a running nginx never sees half a config.
 staging="$GATEWAY_RUNTIME_DIR/.render.$$"

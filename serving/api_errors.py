@@ -36,6 +36,10 @@ class ApiError(Exception):
     code: str
     message: str
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # For the server's log line only (the rule and the column, never a value): the table row
+    # and the column or columns the message names.
+    case: str = ""
+    column: str | None = None
 
     def body(self, request_id: str) -> dict:
         return {"error": {"code": self.code, "message": self.message}, "request_id": request_id}
@@ -88,6 +92,20 @@ ERRORS: dict[str, ErrorCase] = {
         "the request body is larger than {limit} bytes; send fewer rows per request",
         "a body over SERVING_MAX_BODY_BYTES",
     ),
+    "too_many_rows": ErrorCase(
+        413,
+        "too_many_rows",
+        "the request holds more than {max_rows} rows; send at most {max_rows} per request",
+        "more rows than SERVING_MAX_ROWS, counted before any frame is built (parquet: from "
+        "its footer, before decoding)",
+    ),
+    "overloaded": ErrorCase(
+        503,
+        "overloaded",
+        "the server is scoring {limit} requests per worker already; retry after 1 second",
+        "more concurrent predictions than SERVING_MAX_CONCURRENT_PREDICTIONS in one worker",
+        headers=((b"retry-after", b"1"),),
+    ),
     "client_disconnected": ErrorCase(
         400, "client_disconnected", "the client went away", "the client closed the connection"
     ),
@@ -95,19 +113,52 @@ ERRORS: dict[str, ErrorCase] = {
     "unsupported_media_type": ErrorCase(
         415,
         "unsupported_media_type",
-        "send Content-Type: application/json (utf-8); text/csv and "
-        "application/x-parquet are accepted too",
-        "a Content-Type or charset MLflow does not read",
+        "send Content-Type: application/json (utf-8); accepted: {accepted}",
+        "a Content-Type, charset or parameter the server does not read (parquet only when "
+        "SERVING_ACCEPT_PARQUET is on)",
     ),
     "invalid_json": ErrorCase(
         400, "invalid_json", "the request body is not valid JSON", "a body that is not JSON"
+    ),
+    "duplicate_keys": ErrorCase(
+        400,
+        "duplicate_keys",
+        "a JSON object in the body repeats a key; each key may appear once",
+        "a repeated key in any JSON object (JSON parsers would keep the last one silently)",
+    ),
+    "invalid_csv": ErrorCase(
+        400,
+        "invalid_csv",
+        "the CSV body could not be read: send a header row of column names, then one value per "
+        "column in each row (utf-8)",
+        "CSV without a header, with ragged rows or broken quoting",
+    ),
+    "invalid_parquet": ErrorCase(
+        400,
+        "invalid_parquet",
+        "the body is not a readable parquet file of flat columns",
+        "a parquet body (when enabled) that does not open or has nested columns",
     ),
     "invalid_format": ErrorCase(
         400,
         "invalid_format",
         "the body must be a JSON object with exactly one of the keys "
         "dataframe_split, dataframe_records, instances or inputs",
-        "JSON that is not one of MLflow's input formats",
+        "JSON that is not one of MLflow's input formats (a model without an input contract)",
+    ),
+    "invalid_format_contract": ErrorCase(
+        400,
+        "invalid_format",
+        "the body must be a JSON object with exactly one key: dataframe_records (a list of "
+        "objects) or dataframe_split (an object with columns, data and optionally index)",
+        "JSON that is neither form, or has other keys (a model with an input contract)",
+    ),
+    "inconsistent_split": ErrorCase(
+        400,
+        "inconsistent_split",
+        "dataframe_split needs a list of column names, data rows with one value per column, "
+        "and an index (if sent) with one entry per data row",
+        "dataframe_split whose index, data and columns do not agree in length or shape",
     ),
     "invalid_input": ErrorCase(
         400,
@@ -129,14 +180,15 @@ ERRORS: dict[str, ErrorCase] = {
     "missing_columns": ErrorCase(
         400,
         "missing_columns",
-        "missing required input column(s): {columns}",
-        "a required column is absent",
+        "missing input column(s): {columns}; send every column, null where GET /model allows it",
+        "a column is absent (with an input contract every column must be sent; null is a "
+        "value, absence is an error)",
     ),
     "text_expected": ErrorCase(
         400,
         "invalid_type",
         "column(s) must hold text values: {columns}",
-        "a number or an object in a text column",
+        "a number, boolean or object in a text column",
     ),
     "invalid_type": ErrorCase(
         400,
@@ -147,8 +199,26 @@ ERRORS: dict[str, ErrorCase] = {
     "null_in_required_column": ErrorCase(
         400,
         "null_in_required_column",
-        "required column(s) hold null: {columns}",
-        "null in a required column (MLflow would let it through)",
+        "column(s) that may not be null hold null or empty text: {columns}",
+        "null, or text that is empty or only spaces, where the contract allows no null",
+    ),
+    "not_finite": ErrorCase(
+        400,
+        "not_finite",
+        "column '{column}' must hold finite numbers (no NaN, Infinity or overflow like 1e999)",
+        "NaN, Infinity, -Infinity or a number too large for a double in a numeric column",
+    ),
+    "out_of_range": ErrorCase(
+        400,
+        "out_of_range",
+        "column '{column}' must be {bounds}",
+        "a number outside the contract's hard bounds (GET /model lists them)",
+    ),
+    "unknown_category": ErrorCase(
+        400,
+        "unknown_category",
+        "column '{column}' must be one of (exact case): {allowed}",
+        "a text value outside the contract's categories, when the model refuses unknown ones",
     ),
     "schema_mismatch": ErrorCase(
         400,
@@ -173,7 +243,7 @@ ERRORS: dict[str, ErrorCase] = {
         504,
         "timeout",
         "the prediction took longer than {timeout:g} seconds",
-        "a prediction over SERVING_REQUEST_TIMEOUT",
+        "a prediction over SERVING_REQUEST_TIMEOUT (it is stopped, not left running)",
     ),
 }
 
@@ -184,7 +254,15 @@ def api_error(case: str, **fields: object) -> ApiError:
     Raises KeyError for an unknown case or a missing field, so a typo fails in the tests.
     """
     spec = ERRORS[case]
-    return ApiError(spec.status, spec.code, spec.message.format(**fields), list(spec.headers))
+    column = fields.get("column", fields.get("columns"))
+    return ApiError(
+        spec.status,
+        spec.code,
+        spec.message.format(**fields),
+        list(spec.headers),
+        case=case,
+        column=str(column) if column is not None else None,
+    )
 
 
 def error_table_markdown() -> str:

@@ -8,18 +8,24 @@ body, enforces the signature and predicts. The wrapper adds what that server lac
 - one JSON error shape, `{"error": {"code", "message"}, "request_id"}`, whose message names a
   column or type from the model's schema but never repeats the caller's data or a stack trace
   (MLflow's bodies do both; the details go to the server log under the request id);
+- the model's input contract enforced on the body before MLflow or the model sees it
+  (serving/intake.py, serving/contract.py), a row cap for every content type, parquet only
+  when enabled; a model without a contract keeps the older checks on MLflow's frame;
+- bounded work: at most SERVING_MAX_CONCURRENT_PREDICTIONS per worker (503 + Retry-After
+  above), and a timeout that answers 504 and stops the prediction between two chunks;
 - 415 for a missing Content-Type (MLflow: 500) and 500 for an exception inside the model
-  (MLflow: 400 with a stack trace); 400 for columns the signature does not know and nulls in
-  required columns (MLflow ignores the first and lets the second through);
+  (MLflow: 400 with a stack trace);
 - readiness and liveness routes, Prometheus metrics, a request id, no FastAPI docs routes.
 
-This module holds the wrapper and its routes only: loading is serving/loading.py, the input
-checks and the predict hook serving/contract.py, the errors serving/api_errors.py (the table)
-and serving/mlflow_errors.py (MLflow's answers mapped onto it).
+This module holds the wrapper and its routes only: loading is serving/loading.py, reading the
+body serving/intake.py, the contract and the predict hook serving/contract.py, the errors
+serving/api_errors.py (the table) and serving/mlflow_errors.py (MLflow's answers mapped onto
+it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -31,7 +37,8 @@ from pathlib import Path
 from serving.api_errors import ApiError, api_error
 from serving.asgi import CapturedResponse, replay
 from serving.context import RequestContext, current_request
-from serving.contract import install_predict_hook
+from serving.contract import install_predict_hook, log_model_failure
+from serving.intake import precheck_without_contract, read_with_contract
 from serving.loading import LoadedModel, load
 from serving.logs import configure_logging
 from serving.metrics import Metrics
@@ -58,6 +65,7 @@ class ServingApp:
         self.mlflow_app = mlflow_app
         self.metrics = metrics
         self.state_path = state_path
+        self.busy = 0  # predictions admitted and not finished (one event loop: no lock)
         served = loaded.served
         self.identity = [
             (b"x-model-name", served.name.encode()),
@@ -133,6 +141,10 @@ class ServingApp:
                         "client": headers.get(b"x-client", b"").decode("latin-1")[:64],
                         "worker": os.getpid(),
                         "error": context.error.code if context.error else None,
+                        # The rule (the error table's row) and the column it names: what to
+                        # fix, without the caller's value.
+                        "rule": context.error.case if context.error else None,
+                        "column": context.error.column if context.error else None,
                     }
                 },
             )
@@ -157,14 +169,45 @@ class ServingApp:
             await self.send_error(send, context, api_error("method_not_allowed"))
             return
         headers = context.headers
-        if not headers.get(b"content-type", b"").strip():
+        content_type = headers.get(b"content-type", b"").decode("latin-1").strip()
+        if not content_type:
             await self.send_error(send, context, api_error("missing_content_type"))
             return
         body = await self._read_body(receive, headers)
         if isinstance(body, ApiError):
             await self.send_error(send, context, body)
             return
-        await self._call_mlflow(scope, body, send, context)
+        limit = self.settings.max_concurrent_predictions
+        if self.busy >= limit:
+            await self.send_error(send, context, api_error("overloaded", limit=limit))
+            return
+        # The slot is held from here until MLflow's thread is done, also past a timeout:
+        # a prediction still running counts, so slow requests cannot pile up threads.
+        self.busy += 1
+        self.metrics.in_flight.labels(self.loaded.served.version).inc()
+        task = None
+        try:
+            context.timeout = self.settings.request_timeout
+            context.deadline = time.monotonic() + context.timeout
+            task = asyncio.ensure_future(
+                self._intake_and_predict(scope, body, content_type, context)
+            )
+            done, _ = await asyncio.wait({task}, timeout=context.timeout)
+            if not done:
+                # The predict hook sees the same deadline and stops within one chunk.
+                context.report(api_error("timeout", timeout=context.timeout))
+                await self.send_error(send, context, context.error)
+                return
+            await self._answer(task.result(), send, context)
+        finally:
+            if task is None or task.done():
+                self._release()
+            else:
+                task.add_done_callback(self._release)
+
+    def _release(self, _task=None) -> None:
+        self.busy -= 1
+        self.metrics.in_flight.labels(self.loaded.served.version).dec()
 
     async def _read_body(self, receive, headers) -> bytes | ApiError:
         limit = self.settings.max_body_bytes
@@ -185,23 +228,65 @@ class ServingApp:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _call_mlflow(self, scope, body: bytes, send, context: RequestContext) -> None:
-        """Run MLflow's /invocations on the buffered body; rewrite its error responses."""
-        response = CapturedResponse()
+    async def _intake_and_predict(
+        self, scope, body: bytes, content_type: str, context: RequestContext
+    ) -> CapturedResponse | ApiError:
+        """Check the body (in a thread: parsing 8 MB must not stall the event loop), then run
+        MLflow's /invocations on what passed. Never raises: the timeout path does not wait."""
+        contract = self.loaded.contract
         try:
-            await self.mlflow_app(scope, replay(body), response.send)
-        except Exception:  # noqa: BLE001 - turned into a JSON error below, details logged
+            if contract is not None:
+                accepted = await asyncio.to_thread(
+                    read_with_contract, body, content_type, contract, self.settings
+                )
+                if isinstance(accepted, ApiError):
+                    return accepted
+                body, content_type = accepted.body, accepted.content_type.decode()
+            else:
+                problem = await asyncio.to_thread(
+                    precheck_without_contract, body, content_type, self.settings
+                )
+                if problem is not None:
+                    return problem
+            if time.monotonic() > context.deadline:
+                return api_error("timeout", timeout=context.timeout)
+            return await self._call_mlflow(scope, body, content_type, context)
+        except Exception as error:  # noqa: BLE001 - a bug of ours: logged without values
+            log_model_failure(error, context.request_id)
+            return api_error("internal_error")
+
+    async def _call_mlflow(
+        self, scope, body: bytes, content_type: str, context: RequestContext
+    ) -> CapturedResponse | ApiError:
+        """Run MLflow's /invocations on the buffered body and keep its answer."""
+        response = CapturedResponse()
+        headers = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in (b"content-type", b"content-length")
+        ]
+        headers += [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        try:
+            await self.mlflow_app({**scope, "headers": headers}, replay(body), response.send)
+        except Exception as error:  # noqa: BLE001 - turned into a JSON error, type logged
             # MLflow lets non-MLflow exceptions escape (e.g. pandas failing on a strange
             # dataframe_split). Before the model ran, that is the caller's input.
-            log.exception(
-                "MLflow's app raised", extra={"fields": {"request_id": context.request_id}}
-            )
-            error = context.error or api_error(
-                "internal_error" if context.predict_called else "invalid_input"
-            )
-            await self.send_error(send, context, error)
+            if context.error is not None:
+                return context.error
+            if context.predict_called:
+                log_model_failure(error, context.request_id)
+                return api_error("internal_error")
+            return api_error("invalid_input")
+        return response
+
+    async def _answer(self, result, send, context: RequestContext) -> None:
+        if isinstance(result, ApiError):
+            await self.send_error(send, context, result)
             return
-        payload = response.body
+        response = result
         if response.status < 400:
             await send(
                 {
@@ -210,12 +295,18 @@ class ServingApp:
                     "headers": response.headers,
                 }
             )
-            await send({"type": "http.response.body", "body": payload})
+            await send({"type": "http.response.body", "body": response.body})
             return
+        # MLflow's message repeats the caller's data: it only picks the row of our table,
+        # and it is never logged (the access line has the code, the rule and the column).
         error = context.error or classify_mlflow_error(
-            response.status, payload, self.settings.request_timeout, self.loaded.inputs
+            response.status,
+            response.body,
+            self.settings.request_timeout,
+            self.loaded.inputs,
+            self.settings.accepted_media_types,
         )
-        if error.status >= 500 or context.error is None:
+        if error.status >= 500:
             log.warning(
                 "request failed",
                 extra={
@@ -224,7 +315,6 @@ class ServingApp:
                         "status": error.status,
                         "code": error.code,
                         "mlflow_status": response.status,
-                        "mlflow_body": payload[:500].decode("utf-8", "replace"),
                     }
                 },
             )
@@ -237,6 +327,7 @@ class ServingApp:
         except (OSError, ValueError, TypeError):
             current = served
         failure = current.last_swap_failure
+        contract = self.loaded.contract
         await self.send_json(
             send,
             200,
@@ -253,6 +344,12 @@ class ServingApp:
                 "poll_interval_seconds": self.settings.poll_interval,
                 "inputs": self.loaded.inputs,
                 "outputs": self.loaded.outputs,
+                "contract": contract.to_dict() if contract else None,
+                "limits": {
+                    "max_rows": self.settings.max_rows,
+                    "max_body_bytes": self.settings.max_body_bytes,
+                    "accepted_content_types": self.settings.accepted_media_types.split(", "),
+                },
                 "swaps": {
                     "completed": current.swaps,
                     "failed": current.swap_failures,
@@ -291,7 +388,14 @@ def create_app() -> ServingApp:
     state_path = Path(os.environ["SERVING_STATE_FILE"])
     served = ServedModel.read(state_path)
     loaded = load(served)
-    install_predict_hook(loaded.pyfunc, loaded.inputs)
+    metrics = Metrics(served)
+    install_predict_hook(
+        loaded.pyfunc,
+        loaded.inputs,
+        settings.predict_chunk_rows,
+        on_call=metrics.model_calls.labels(served.version).inc,
+        on_abort=metrics.aborted.labels(served.version).inc,
+    )
     mlflow_app = scoring_server.init(loaded.pyfunc)
     # FastAPI's generated docs would describe MLflow's internals, not our API: the wrapper
     # never routes to them, and they are removed from MLflow's app as well.
@@ -301,7 +405,6 @@ def create_app() -> ServingApp:
         if getattr(route, "path", "") not in _DOCS_ROUTES
     ]
     mlflow_app.openapi_url = mlflow_app.docs_url = mlflow_app.redoc_url = None
-    metrics = Metrics(served)
     metrics.model_loaded(loaded.load_seconds)
     log.info(
         "worker ready",

@@ -22,6 +22,10 @@ class RequestContext:
     error: ApiError | None = None
     rows: int = 0
     predict_called: bool = False
+    # time.monotonic() after which the predict hook stops (serving/contract.py), and the
+    # timeout it came from, for the 504 message.
+    deadline: float | None = None
+    timeout: float = 0.0
 
     def report(self, error: ApiError) -> ApiError:
         """Remember `error` as this request's answer; returns it for `raise`."""

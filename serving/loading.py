@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from serving.contract import ContractError, InputContract, contract_of, example_problem
 from serving.state import ServedModel
 
 # What loading a model can raise that is not a bug here: a missing or unreadable artifact, a
@@ -53,9 +54,19 @@ def load_and_check(path_or_uri: str):
         model = mlflow.pyfunc.load_model(path_or_uri)
     except (MlflowException, *_LOAD_ERRORS) as error:
         raise ModelCheckFailed("load", short_reason(error)) from error
+    try:
+        contract = contract_of(model.metadata.metadata)
+    except ContractError as error:
+        raise ModelCheckFailed("load", f"its input contract cannot be enforced: {error}") from None
     example = model.input_example
     if example is None:
         raise ModelCheckFailed("predict", "it has no input example to check it with")
+    problem = example_problem(example, contract) if contract is not None else None
+    if problem is not None:
+        raise ModelCheckFailed(
+            "predict",
+            f"its input example breaks its own input contract ({problem.case}, {problem.column})",
+        )
     try:
         prediction = model.predict(example)
     except Exception as error:  # noqa: BLE001 - any failure of a model's own code disqualifies it
@@ -84,6 +95,8 @@ class LoadedModel:
     load_seconds: float
     inputs: list[dict] = field(default_factory=list)
     outputs: list[dict] = field(default_factory=list)
+    # None for a model logged before input contracts: served with the older frame checks.
+    contract: InputContract | None = None
 
 
 def load(served: ServedModel) -> LoadedModel:
@@ -97,6 +110,7 @@ def load(served: ServedModel) -> LoadedModel:
         load_seconds=seconds,
         inputs=column_specs(signature.inputs) if signature else [],
         outputs=column_specs(signature.outputs) if signature else [],
+        contract=contract_of(model.metadata.metadata),
     )
 
 

@@ -44,6 +44,25 @@ class Metrics:
         self.rows = Counter(
             "model_server_rows_scored_total", "Rows scored", ["model_version"], registry=None
         )
+        self.model_calls = Counter(
+            "model_server_model_calls_total",
+            "Calls of the model's predict (one per chunk of rows); refused input makes none",
+            ["model_version"],
+            registry=None,
+        )
+        self.aborted = Counter(
+            "model_server_predictions_stopped_total",
+            "Predictions stopped at the request timeout between two chunks",
+            ["model_version"],
+            registry=None,
+        )
+        self.in_flight = Gauge(
+            "model_server_predictions_in_flight",
+            "Predictions admitted and not finished, also those past their timeout",
+            ["model_version"],
+            multiprocess_mode="livesum",
+            registry=None,
+        )
         self.load_seconds = Gauge(
             "model_server_model_load_seconds",
             "Seconds the worker took to load and check the model",

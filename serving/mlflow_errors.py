@@ -51,10 +51,16 @@ def schema_error(mlflow_message: str, inputs: list[dict]) -> ApiError:
     return api_error("schema_mismatch")
 
 
-def classify_mlflow_error(status: int, body: bytes, timeout: float, inputs: list[dict]) -> ApiError:
+def classify_mlflow_error(
+    status: int,
+    body: bytes,
+    timeout: float,
+    inputs: list[dict],
+    accepted: str = "application/json, text/csv",
+) -> ApiError:
     """Turn an error response of MLflow's app (raised before the model ran) into ours."""
     if status == 415:
-        return api_error("unsupported_media_type")
+        return api_error("unsupported_media_type", accepted=accepted)
     if status == 504:
         return api_error("timeout", timeout=timeout)
     try:

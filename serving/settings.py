@@ -51,6 +51,32 @@ class ServingSettings(BaseSettings):
     max_body_bytes: int = Field(
         facts.MAX_BODY_BYTES, ge=1024, description="Largest request body accepted (413 above)."
     )
+    max_rows: int = Field(
+        facts.MAX_ROWS,
+        ge=1,
+        le=1_000_000,
+        description="Most rows one request may score (413 above), counted before any frame "
+        "is built, for every content type.",
+    )
+    accept_csv: bool = Field(True, description="Accept text/csv bodies (header row + rows).")
+    accept_parquet: bool = Field(
+        False,
+        description="Accept application/vnd.apache.parquet bodies; off by default because a "
+        "few KiB of parquet can encode millions of rows (capped by its footer when on).",
+    )
+    max_concurrent_predictions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Predictions one worker runs or holds at once; more get 503 + Retry-After.",
+    )
+    predict_chunk_rows: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Rows per model call; the timeout is checked between chunks, so a "
+        "prediction past it stops within one chunk.",
+    )
     keepalive: int = Field(
         75, ge=1, le=3600, description="Idle keep-alive seconds; longer than the gateway's."
     )
@@ -72,6 +98,16 @@ class ServingSettings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be one of debug, info, warning, error")
         return value.lower()
+
+    @property
+    def accepted_media_types(self) -> str:
+        """The Content-Types this server reads, for the 415 message."""
+        types = ["application/json"]
+        if self.accept_csv:
+            types.append("text/csv")
+        if self.accept_parquet:
+            types.append("application/vnd.apache.parquet")
+        return ", ".join(types)
 
     @property
     def model_name(self) -> str:

@@ -179,13 +179,15 @@ class Supervisor:
 
     def start_gunicorn(self) -> None:
         metrics_dir = self.settings.metrics_dir
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        empty_directory(metrics_dir)
         env = {
             **os.environ,
             "SERVING_STATE_FILE": str(self.state_path.resolve()),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir.resolve()),
-            "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(int(self.settings.request_timeout)),
+            # The wrapper owns the timeout (it answers 504 and the predict hook stops the
+            # prediction); MLflow's own, which answers but leaves the thread running, is only
+            # a backstop behind it.
+            "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": str(int(self.settings.request_timeout) + 60),
             # The model is local and checked; workers never create environments or call out.
             "MLFLOW_DISABLE_ENV_CREATION": "true",
         }
@@ -275,7 +277,25 @@ def _first_line(error: Exception) -> str:
 
 
 def main() -> int:
+    # Every file the server and its workers create (model cache, state record, metrics files)
+    # is for the server's own user only: 0600 files, 0700 folders.
+    os.umask(0o077)
     settings = load_settings()
     configure_logging(settings.log_level)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
     return Supervisor(settings).run()
+
+
+def empty_directory(path: Path) -> None:
+    """Make `path` an empty directory without removing `path` itself.
+
+    In Kubernetes and a Container Instance the metrics directory is a volume of its own (an
+    emptyDir): its mount point cannot be removed, only emptied. Removing and re-creating it
+    failed there (FileExistsError) and crash-looped the server.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    for child in path.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()

@@ -56,6 +56,10 @@ def build_command(
     # The server needs none of our variables, and some of them are passwords.
     env = {name: value for name, value in environ.items() if not name.startswith(PREFIX)}
     env["MLFLOW_BACKEND_STORE_URI"] = settings.backend_uri()
+    # MLflow 3.x starts a job runner by default (huey consumers: about a dozen processes, a few
+    # hundred MB, for GenAI jobs this stack never submits). Off unless the operator says so:
+    # less CPU and memory, fewer processes holding the store's credentials.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if settings.auth:
         if auth_config is None:
             raise ValueError("auth is on: the basic-auth ini must be written first")

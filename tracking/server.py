@@ -7,8 +7,9 @@ compose and Kubernetes (the image's CMD). In order:
    migrate the stores to this MLflow's schema (tracking/migrate.py; the image only checks);
 2. with auth (TRACKING_AUTH=true): create the auth database on the PostgreSQL server if it is
    missing, write the basic-auth ini (MLflow reads the user store's `database_uri` only from a
-   file) into a private runtime directory, and create or update the stack's users and their
-   permissions (tracking/users.py), so when /health answers the users exist;
+   file) into a private runtime directory, create the experiment if missing, and create or
+   update the stack's users and their permissions (tracking/users.py), so when /health
+   answers the users exist;
 3. create a local artifacts directory;
 4. exec `mlflow server` as tracking/command.py builds it: the backend store URI in the
    environment (MLFLOW_BACKEND_STORE_URI), never in argv.
@@ -25,11 +26,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tracking.authz import SECTION
 from tracking.command import build_command
 from tracking.migrate import SchemaError, prepare_schema
 from tracking.settings import SettingsError, TrackingSettings, load_settings
-from tracking.stores import StoreError, ensure_auth_database, find_existing
-from tracking.users import ADMIN_USERNAME, DEFAULT_PERMISSION, UserError, ensure_users, stack_users
+from tracking.stores import StoreError, ensure_auth_database, ensure_experiment
+from tracking.users import (
+    ADMIN_USERNAME,
+    DEFAULT_PERMISSION,
+    UserError,
+    creators,
+    ensure_users,
+    stack_users,
+)
 
 
 def log(message: str) -> None:
@@ -51,7 +60,10 @@ def write_auth_config(settings: TrackingSettings) -> Path:
         f"default_permission = {DEFAULT_PERMISSION}\n"
         f"database_uri = {database_uri}\n"
         f"admin_username = {ADMIN_USERNAME}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # MLflow's basic auth plus the create rule (tracking/authz.py), which reads its section.
+        "authorization_function = tracking.authz:authenticate_request\n"
+        f"[{SECTION}]\n"
+        f"creators = {','.join(creators(settings))}\n"
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -64,14 +76,13 @@ def prepare_auth(settings: TrackingSettings) -> Path:
     if settings.is_postgresql():
         ensure_auth_database(settings)
     auth_ini = write_auth_config(settings)
-    existing = find_existing(settings)
-    if existing.model_name is None:
-        log(f"registered model {settings.model_name} not there yet: its creator will own it")
+    # Grants on the model go by name, so they hold before the trainer registers it; the
+    # experiment's go by id, so it is created here if missing.
     changes = ensure_users(
         settings.auth_store_uri(),
         stack_users(settings),
-        existing.model_name,
-        existing.experiment_id,
+        settings.model_name,
+        ensure_experiment(settings),
     )
     for change in changes:
         log(change)

@@ -1,6 +1,7 @@
 """The tracking server's typed settings: every field is a TRACKING_ variable.
 
-The defaults are the native shape (127.0.0.1, no auth, common.facts.MLFLOW_PORT); what a
+The defaults are 127.0.0.1, common.facts.MLFLOW_PORT and no auth (the tests' MlflowServer;
+`make up` turns auth on in stack/local.py); what a
 container needs differently is in the image's ENV (images/python.Dockerfile, target mlflow),
 and what one deployment needs differently in its env file. An empty variable means "default".
 """
@@ -44,7 +45,9 @@ class TrackingSettings(BaseSettings):
         description="Database of the basic-auth users, on the backend store's server (SQLite: "
         "`<name>.db` beside the backend file); created when missing.",
     )
-    auth: bool = Field(False, description="MLflow basic auth (on in the image, off natively).")
+    auth: bool = Field(
+        False, description="MLflow basic auth (on in the image and in `make up`, off in tests)."
+    )
     artifacts_destination: str = Field(
         description="Where --serve-artifacts keeps artifacts: a directory or an s3:// URI."
     )

@@ -1,12 +1,10 @@
-"""The databases behind the server: wait for PostgreSQL, create the auth database, and look up
-what the tracking store already holds (before `mlflow server` has migrated it, if new)."""
+"""The databases behind the server: wait for PostgreSQL, create the auth database, and create
+the stack's experiment (before `mlflow server` starts)."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
-from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from tracking.settings import TrackingSettings
@@ -14,14 +12,6 @@ from tracking.settings import TrackingSettings
 
 class StoreError(RuntimeError):
     """A store that cannot be reached or prepared; the message says which (no password)."""
-
-
-@dataclass(frozen=True)
-class Existing:
-    """The shared resources already in the tracking store (None: not there yet)."""
-
-    model_name: str | None
-    experiment_id: str | None
 
 
 def _where(uri: str) -> str:
@@ -63,29 +53,21 @@ def ensure_auth_database(settings: TrackingSettings) -> None:
             time.sleep(2)
 
 
-def find_existing(settings: TrackingSettings) -> Existing:
-    """The registered model and the active experiment of the settings, if they exist.
+def ensure_experiment(settings: TrackingSettings) -> str:
+    """The stack's experiment, created now when missing; its id.
 
-    A new store has no tables yet (`mlflow server` migrates it when it starts): nothing exists.
+    With default_permission NO_PERMISSIONS the model server needs READ on this experiment
+    (MLflow checks it when a version's artifacts are downloaded), and a grant needs an id: so
+    the experiment exists before the server listens, instead of being created by the trainer
+    after the users were set up. Opening MLflow's store creates or checks the schema first, as
+    `mlflow server` does; the artifact location is the one the server gives its experiments
+    (the served-artifacts proxy, mlflow/cli DEFAULT_ARTIFACTS_URI).
     """
-    engine = create_engine(settings.backend_uri())
-    try:
-        tables = set(inspect(engine).get_table_names())
-        model = experiment = None
-        with engine.connect() as conn:
-            if "registered_models" in tables:
-                model = conn.execute(
-                    text("select name from registered_models where name = :name"),
-                    {"name": settings.model_name},
-                ).scalar()
-            if "experiments" in tables:
-                experiment = conn.execute(
-                    text(
-                        "select experiment_id from experiments"
-                        " where name = :name and lifecycle_stage = 'active'"
-                    ),
-                    {"name": settings.experiment_name},
-                ).scalar()
-        return Existing(model, None if experiment is None else str(experiment))
-    finally:
-        engine.dispose()
+    from mlflow.store.tracking import DEFAULT_ARTIFACTS_URI
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(settings.backend_uri(), DEFAULT_ARTIFACTS_URI)
+    found = store.get_experiment_by_name(settings.experiment_name)
+    if found is not None and found.lifecycle_stage == "active":
+        return found.experiment_id
+    return store.create_experiment(settings.experiment_name)

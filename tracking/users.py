@@ -1,16 +1,16 @@
-"""The stack's MLflow users and their permissions: one model for compose and Kubernetes.
+"""The stack's MLflow users and their permissions: one model for native, compose, Kubernetes.
+
+`default_permission` is NO_PERMISSIONS: a user sees only what it was granted or created.
 
 - `admin`: everything. MLflow creates it on the first start (MLFLOW_AUTH_ADMIN_PASSWORD).
 - the trainer (`trainer`): creates the experiment and the registered model, logs runs,
-  registers versions, moves aliases. An ordinary user: MLflow makes a user MANAGE owner of
-  what it creates, and this module grants MANAGE on the experiment and the model when they
-  already exist (made by someone else, or by an older start-up), so it has the same rights
-  whoever created them.
-- the model server (`model-server`): reads (resolves the alias, downloads versions). It has
-  `default_permission` READ, and an explicit READ on the experiment and the model when they
-  exist, so no earlier, wider grant survives. MLflow lets any signed-in user create a new
-  experiment or model of its own (it owns only that); nothing here lets it write to the
-  trainer's.
+  registers versions, moves aliases. MLflow makes a creator MANAGE owner; at every start this
+  module sets EDIT on the experiment and the model when they exist (enough to log, register
+  and move aliases, not to delete them or hand out permissions), whoever created them.
+- the model server (`model-server`): READ on the model (resolve the alias) and on its
+  experiment (MLflow checks the experiment when a version's artifacts are downloaded), nothing
+  else. It may not create experiments or models either: tracking/authz.py refuses creates by
+  anyone but the CREATORS.
 
 Done at every start, before the server listens: the users are created, or get the configured
 password (rotation: change the Secret or .env, restart MLflow). A model or experiment created
@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 from tracking.settings import TrackingSettings
 
-DEFAULT_PERMISSION = "READ"
+DEFAULT_PERMISSION = "NO_PERMISSIONS"
 """What every user may do on what others created (basic_auth.ini `default_permission`)."""
 ADMIN_USERNAME = "admin"
+TRAINER_PERMISSION = "EDIT"
+MODEL_SERVER_PERMISSION = "READ"
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,25 @@ class UserError(RuntimeError):
 
 
 def stack_users(settings: TrackingSettings) -> list[StackUser]:
-    """The trainer (MANAGE, like the owner it becomes) and the model server (READ)."""
+    """The trainer (EDIT) and the model server (READ)."""
     assert settings.trainer_password and settings.model_server_password  # checked by settings
     return [
         StackUser(
-            settings.trainer_username, settings.trainer_password.get_secret_value(), "MANAGE"
+            settings.trainer_username,
+            settings.trainer_password.get_secret_value(),
+            TRAINER_PERMISSION,
         ),
         StackUser(
             settings.model_server_username,
             settings.model_server_password.get_secret_value(),
-            "READ",
+            MODEL_SERVER_PERMISSION,
         ),
     ]
+
+
+def creators(settings: TrackingSettings) -> list[str]:
+    """Who may create experiments and registered models (tracking/authz.py): admin, trainer."""
+    return [ADMIN_USERNAME, settings.trainer_username]
 
 
 def ensure_users(

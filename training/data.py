@@ -24,7 +24,7 @@ model beats a linear one; the base rate is about 15 percent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,25 @@ MISSING_RATES = {
     "revolving_utilization": 0.03,
     "num_open_accounts": 0.01,
 }
+
+# The data schema's hard validity bounds (inclusive): what a value can be at all, not what the
+# training data happened to hold. Amounts, years and counts are never negative; the revolving
+# utilisation is a share of the credit limit (0 to 1, as this data set defines it); the debt
+# to income ratio is a percentage with no upper bound (debts can exceed income).
+BOUNDS = {
+    "annual_income": (0.0, None),
+    "loan_amount": (0.0, None),
+    "employment_length_years": (0.0, None),
+    "debt_to_income": (0.0, None),
+    "num_delinquencies": (0.0, None),
+    "credit_history_years": (0.0, None),
+    "revolving_utilization": (0.0, 1.0),
+    "num_open_accounts": (0.0, None),
+}
+# The columns that may be null: those real applications leave blank (MISSING_RATES), which the
+# pipeline imputes. Any other column must hold a value in every request.
+NULLABLE_COLUMNS = tuple(MISSING_RATES)
+CATEGORIES = {"term": TERMS, "home_ownership": HOME_OWNERSHIP, "loan_purpose": LOAN_PURPOSES}
 
 _PURPOSE_OFFSET = {
     "debt_consolidation": 0.0,
@@ -157,6 +176,10 @@ class TrainingData:
     numeric_columns: tuple[str, ...]
     categorical_columns: tuple[str, ...]
     source: str
+    # The data schema behind the input contract (training/contract.py): per column, any of
+    # "nullable", "minimum", "maximum", "categories". Empty for a user's file: then the
+    # contract is inferred from the training rows, and --contract can override it.
+    schema: dict = field(default_factory=dict)
 
 
 def builtin_data(n_rows: int = 25_000, seed: int = 42) -> TrainingData:
@@ -167,7 +190,23 @@ def builtin_data(n_rows: int = 25_000, seed: int = 42) -> TrainingData:
         numeric_columns=NUMERIC_COLUMNS,
         categorical_columns=CATEGORICAL_COLUMNS,
         source=f"builtin:credit-risk?rows={n_rows}&seed={seed}",
+        schema=builtin_schema(),
     )
+
+
+def builtin_schema() -> dict:
+    """The built-in data set's schema: bounds, nullable columns and categories."""
+    schema = {}
+    for column in NUMERIC_COLUMNS:
+        minimum, maximum = BOUNDS[column]
+        schema[column] = {
+            "nullable": column in NULLABLE_COLUMNS,
+            "minimum": minimum,
+            "maximum": maximum,
+        }
+    for column in CATEGORICAL_COLUMNS:
+        schema[column] = {"nullable": False, "categories": list(CATEGORIES[column])}
+    return schema
 
 
 def load_user_data(path: Path, target: str) -> TrainingData:

@@ -27,6 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from training import credit_model
+from training.contract import CONTRACT_KEY, build_contract, read_overrides
 from training.data import DataError, TrainingData, builtin_data, load_user_data
 from training.evaluate import best_threshold, classification_metrics, figures
 from training.pipeline import CLASSIFIERS, build_pipeline
@@ -49,6 +50,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=25_000, help="rows of built-in data")
     parser.add_argument("--seed", type=int, default=42, help="seed for data, split and model")
     parser.add_argument("--output", type=Path, help="write the result as JSON to this file")
+    parser.add_argument(
+        "--unknown-categories",
+        choices=("refuse", "accept"),
+        default="refuse",
+        help="what the model server does with a text value outside the training categories "
+        "(default: refuse with 400)",
+    )
+    parser.add_argument(
+        "--contract",
+        type=Path,
+        help="JSON file overriding the input contract's rules per column (training/README.md)",
+    )
     args = parser.parse_args(argv)
     if args.data and not args.target:
         parser.error("--data needs --target COLUMN, the column that says who defaulted")
@@ -66,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.data
             else builtin_data(args.rows, args.seed)
         )
+        args.contract_overrides = read_overrides(args.contract)
     except DataError as error:
         raise CliError(str(error)) from None
     configure_client(args.tracking_uri)
@@ -106,6 +120,15 @@ def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
     import mlflow
 
     splits = split_data(data, args.seed)
+    try:
+        contract = build_contract(
+            data,
+            splits.x_train,
+            getattr(args, "unknown_categories", "refuse"),
+            getattr(args, "contract_overrides", None),
+        )
+    except DataError as error:
+        raise CliError(str(error)) from None
     fitted = fit_and_evaluate(data, splits, args.classifier, args.seed)
     mlflow.set_experiment(args.experiment)
     with mlflow.start_run(run_name=f"{args.classifier}-{data_hash(data.frame)[:8]}") as run:
@@ -113,7 +136,12 @@ def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
         log_dataset(data, args.data)
         log_figures(fitted, splits, args.seed)
         model_info = log_model(
-            fitted.pipeline, splits.x_train, splits.x_test, fitted.threshold, args.model_name
+            fitted.pipeline,
+            splits.x_train,
+            splits.x_test,
+            fitted.threshold,
+            args.model_name,
+            contract,
         )
         log_held_out(splits, data.target)
     version = model_info.registered_model_version
@@ -228,9 +256,18 @@ def log_held_out(splits: Splits, target: str) -> None:
 
 
 def log_model(
-    pipeline, x_train: pd.DataFrame, x_test: pd.DataFrame, threshold: float, model_name: str
+    pipeline,
+    x_train: pd.DataFrame,
+    x_test: pd.DataFrame,
+    threshold: float,
+    model_name: str,
+    contract: dict | None = None,
 ):
-    """Log the pipeline in skops format behind the models-from-code pyfunc and register it."""
+    """Log the pipeline in skops format behind the models-from-code pyfunc and register it.
+
+    `contract` (training/contract.py) goes into the MLmodel metadata: the model server
+    enforces it, `GET /model` reports it, the APEX kit is rendered from it.
+    """
     import mlflow
     import skops.io
     from mlflow.models import ModelSignature, infer_signature
@@ -267,6 +304,7 @@ def log_model(
             model_config={"threshold": threshold},
             signature=signature,
             input_example=example,
+            metadata={CONTRACT_KEY: contract} if contract else None,
             registered_model_name=model_name,
             # Listed rather than inferred: inference would run the model in a subprocess.
             pip_requirements=[

@@ -455,7 +455,7 @@ create or replace package body credit_risk_api is
                     || item_json(
                           in_value    => in_annual_income,
                           in_type     => 'double',
-                          in_nullable => true,
+                          in_nullable => false,
                           in_item     => 'P1_ANNUAL_INCOME'
                        )
       );
@@ -465,7 +465,7 @@ create or replace package body credit_risk_api is
                     || item_json(
                           in_value    => in_loan_amount,
                           in_type     => 'double',
-                          in_nullable => true,
+                          in_nullable => false,
                           in_item     => 'P1_LOAN_AMOUNT'
                        )
       );
@@ -495,7 +495,7 @@ create or replace package body credit_risk_api is
                     || item_json(
                           in_value    => in_num_delinquencies,
                           in_type     => 'double',
-                          in_nullable => true,
+                          in_nullable => false,
                           in_item     => 'P1_NUM_DELINQUENCIES'
                        )
       );
@@ -505,7 +505,7 @@ create or replace package body credit_risk_api is
                     || item_json(
                           in_value    => in_credit_history_years,
                           in_type     => 'double',
-                          in_nullable => true,
+                          in_nullable => false,
                           in_item     => 'P1_CREDIT_HISTORY_YEARS'
                        )
       );
@@ -585,12 +585,12 @@ create or replace package body credit_risk_api is
 
    -- ---------------------------------------------------------------------------------------------
    function score_one(
-      in_annual_income in number default null,
-      in_loan_amount in number default null,
+      in_annual_income in number,
+      in_loan_amount in number,
       in_employment_length_years in number default null,
       in_debt_to_income in number default null,
-      in_num_delinquencies in number default null,
-      in_credit_history_years in number default null,
+      in_num_delinquencies in number,
+      in_credit_history_years in number,
       in_revolving_utilization in number default null,
       in_num_open_accounts in number default null,
       in_term in varchar2,

@@ -71,12 +71,12 @@ create or replace package credit_risk_api authid definer is
 
    -- Score one applicant from typed values.
    function score_one(
-      in_annual_income in number default null,
-      in_loan_amount in number default null,
+      in_annual_income in number,
+      in_loan_amount in number,
       in_employment_length_years in number default null,
       in_debt_to_income in number default null,
-      in_num_delinquencies in number default null,
-      in_credit_history_years in number default null,
+      in_num_delinquencies in number,
+      in_credit_history_years in number,
       in_revolving_utilization in number default null,
       in_num_open_accounts in number default null,
       in_term in varchar2,

@@ -20,12 +20,13 @@ import pandas as pd
 import pytest
 import requests
 
-from apex.body import BodyError, Column, request_body
-from apex.render import load_signature_file
+from apex.body import BodyError, request_body
+from apex.render import columns_from_spec, load_signature_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGNATURE = load_signature_file(ROOT / "apex" / "default-signature.json")
-COLUMNS = [Column(s["name"], s["type"], s.get("required", True)) for s in SIGNATURE["inputs"]]
+# With the model's input contract, as the generated package has them (nullable from it).
+COLUMNS = columns_from_spec(SIGNATURE["inputs"], "inputs", SIGNATURE["contract"])
 # What credit_risk_api.invoke sets with apex_web_service.set_request_headers.
 PACKAGE_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -55,7 +56,7 @@ APPLICANTS = [
         "num_open_accounts": "",
         "term": "60 months",
         "home_ownership": "OTHER",
-        "loan_purpose": 'small "business" C:\\shop',
+        "loan_purpose": "small_business",
     },
     {
         "annual_income": "1.2e5",
@@ -68,7 +69,7 @@ APPLICANTS = [
         "num_open_accounts": "14",
         "term": "36 months",
         "home_ownership": "OWN",
-        "loan_purpose": "Zürich café – 日本 😀",
+        "loan_purpose": "car",
     },
 ]
 
@@ -148,6 +149,22 @@ def test_one_applicant_is_the_rest_source_payload(gateway_stack):
     expected = model_predictions(gateway_stack, body)
     probability = json_path(response.json(), "$.predictions[0].probability")
     assert probability == pytest.approx(expected["probability"][0], abs=1e-6)
+
+
+@pytest.mark.parametrize("text", ['small "business" C:\\shop', "Zürich café – 日本 😀"])
+def test_escaped_text_arrives_intact_and_is_held_to_the_categories(gateway_stack, text):
+    # The package's escaping gives valid JSON (not invalid_json) that decodes to the text
+    # itself: the server names the column and the rule, a category outside the contract.
+    body = request_body(COLUMNS, [{**APPLICANTS[0], "loan_purpose": text}])
+    assert json.loads(body)["dataframe_records"][0]["loan_purpose"] == text
+    document = assert_error_shape(post(gateway_stack, body), 400)
+    assert document["error"]["code"] == "unknown_category"
+    assert "loan_purpose" in document["error"]["message"]
+
+
+def test_an_empty_item_of_a_required_number_is_refused_before_anything_is_sent():
+    with pytest.raises(BodyError, match=r"^P1_ANNUAL_INCOME: a value is required"):
+        request_body(COLUMNS, [{**APPLICANTS[0], "annual_income": ""}])
 
 
 def test_decimal_comma_is_refused_before_anything_is_sent():

@@ -56,6 +56,9 @@ def test_model_with_other_columns_gets_matching_artifacts(mlflow_server, churn_c
     record = document["components"]["schemas"]["Record"]
     assert set(record["required"]) == {"tenure_months", "monthly_spend", "region"}
     assert record["properties"]["region"]["type"] == "string"
+    # The contract training inferred from the file: the categories seen, no nulls seen.
+    assert record["properties"]["region"]["enum"] == ["east", "north", "south", "west"]
+    assert "nullable" not in record["properties"]["monthly_spend"]
     assert record["properties"]["tenure_months"]["type"] == "number"
     assert set(record["example"]) == {"tenure_months", "monthly_spend", "region"}
     spec = (target / "credit_risk_api.pks").read_text()

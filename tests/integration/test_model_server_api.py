@@ -83,12 +83,16 @@ def test_predictions_equal_pyfunc(server, reference_model, rows, orient):
         assert 0.0 <= got["probability"] <= 1.0
 
 
-def test_optional_numeric_may_be_null_or_absent(server):
+def test_a_nullable_numeric_may_be_null_but_not_absent(server):
     row = records(applicants(1))[0]
     row["employment_length_years"] = None
-    del row["debt_to_income"]
     response = post(server, {"dataframe_records": [row]})
     assert response.status_code == 200, response.text
+    del row["debt_to_income"]
+    response = post(server, {"dataframe_records": [row]})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "missing_columns"
+    assert "debt_to_income" in response.json()["error"]["message"]
 
 
 def test_model_route_and_identity(server):
@@ -163,7 +167,7 @@ def bad_requests() -> list:
             {"dataframe_split": {"columns": ["term", "term"], "data": [["a", "b"]]}},
             json_headers,
             400,
-            "term",
+            "once",
         ),
         (
             "object-in-text-column",

@@ -99,7 +99,6 @@ def test_auth_users_permissions_rotation_and_argv(auth_server, tmp_path):
     got = api(server, f"registered-models/alias?name={MODEL}&alias=champion", *reader)
     assert got.status_code == 200 and got.json()["model_version"]["version"] == "1"
     assert api(server, "registered-models/alias", *reader, alias).status_code == 403
-    # (MLflow lets any user create a new model of its own; it gets nothing on the trainer's.)
     delete = requests.delete(
         f"{server.uri}/api/2.0/mlflow/registered-models/delete",
         json={"name": MODEL},
@@ -109,6 +108,24 @@ def test_auth_users_permissions_rotation_and_argv(auth_server, tmp_path):
     assert delete.status_code == 403
     denied = api(server, "model-versions/create", *reader, {"name": MODEL, "source": SOURCE})
     assert denied.status_code == 403
+    # Nor create anything of its own (tracking/authz.py): not through the REST API, not
+    # through the UI's ajax API.
+    for prefix in ("api/2.0", "ajax-api/2.0"):
+        for path, body in (
+            ("experiments/create", {"name": "the-readers"}),
+            ("registered-models/create", {"name": "the-readers-model"}),
+        ):
+            response = requests.post(
+                f"{server.uri}/{prefix}/mlflow/{path}", json=body, auth=reader, timeout=30
+            )
+            assert response.status_code == 403, (prefix, path, response.text)
+    # default_permission NO_PERMISSIONS: what the admin made, the others do not even see.
+    admin = ("admin", ADMIN_PASSWORD)
+    other = api(server, "experiments/create", *admin, {"name": "admins-only"})
+    assert other.status_code == 200, other.text
+    other_id = other.json()["experiment_id"]
+    for user in (reader, trainer):
+        assert api(server, f"experiments/get?experiment_id={other_id}", *user).status_code == 403
 
     # No password on any command line of the server's processes (`ps` shows the same).
     lines = command_lines(server.process.pid)
@@ -132,20 +149,31 @@ def test_auth_users_permissions_rotation_and_argv(auth_server, tmp_path):
     assert api(server, "registered-models/alias", *reader, alias).status_code == 403
 
 
-def test_trainer_gets_manage_on_a_model_it_did_not_create(auth_server):
-    """A model made by the admin (or an older start-up) is the trainer's after a restart."""
+def test_grants_hold_for_a_model_made_after_the_start_by_someone_else(auth_server):
+    """The grants on the model go by name: a model the admin registers after the start is the
+    trainer's to version (EDIT, not delete) and the model server's to read, at once and after
+    a restart."""
     server = auth_server
     admin = ("admin", ADMIN_PASSWORD)
+    trainer = ("trainer", TRAINER_PASSWORD)
+    reader = ("model-server", MODEL_SERVER_PASSWORD)
     assert api(server, "registered-models/create", *admin, {"name": MODEL}).status_code == 200
     body = {"name": MODEL, "source": SOURCE}
-    before = api(server, "model-versions/create", "trainer", TRAINER_PASSWORD, body)
-    assert before.status_code == 403
-    server.stop()
-    server.start()
-    created = api(server, "model-versions/create", "trainer", TRAINER_PASSWORD, body)
-    assert created.status_code == 200, created.text
-    denied = api(server, "model-versions/create", "model-server", MODEL_SERVER_PASSWORD, body)
-    assert denied.status_code == 403
+    for restart in (False, True):
+        if restart:
+            server.stop()
+            server.start()
+        created = api(server, "model-versions/create", *trainer, body)
+        assert created.status_code == 200, created.text
+        assert api(server, "model-versions/create", *reader, body).status_code == 403
+        assert api(server, f"registered-models/get?name={MODEL}", *reader).status_code == 200
+        delete = requests.delete(
+            f"{server.uri}/api/2.0/mlflow/registered-models/delete",
+            json={"name": MODEL},
+            auth=trainer,
+            timeout=30,
+        )
+        assert delete.status_code == 403
 
 
 def test_invalid_settings_stop_in_one_line_naming_the_variable(tmp_path):

@@ -75,6 +75,7 @@ def test_openapi_document_is_valid(request, which):
     error_responses = document["components"]["responses"]
     assert "WWW-Authenticate" in error_responses["Unauthorized"]["headers"]
     assert "Retry-After" in error_responses["RateLimited"]["headers"]
+    assert "Retry-After" in error_responses["Unavailable"]["headers"]
     assert set(document["components"]["schemas"]["Error"]["required"]) == {"error", "request_id"}
 
 
@@ -82,12 +83,20 @@ def test_openapi_types_the_default_columns(default_files):
     document = json.loads(default_files["openapi.json"])
     assert document["servers"] == [{"url": PLACEHOLDER_URL}]
     record = document["components"]["schemas"]["Record"]
+    # From the model's input contract: bounds, null only where allowed, the categories.
     assert record["properties"]["annual_income"] == {
         "type": "number",
         "format": "double",
+        "minimum": 0.0,
+    }
+    assert record["properties"]["revolving_utilization"] == {
+        "type": "number",
+        "format": "double",
+        "minimum": 0.0,
+        "maximum": 1.0,
         "nullable": True,
     }
-    assert record["properties"]["term"] == {"type": "string"}
+    assert record["properties"]["term"] == {"type": "string", "enum": ["36 months", "60 months"]}
     assert len(record["required"]) == 11
     split = document["components"]["schemas"]["SplitRequest"]["properties"]["dataframe_split"]
     assert split["properties"]["columns"]["items"]["enum"] == record["required"]

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +100,50 @@ def test_user_data_roles_and_binary_target(tmp_path):
     assert data.numeric_columns == ("income",)
     assert data.categorical_columns == ("city",)
     assert set(data.frame["status"]) == {0, 1}
+
+
+def test_the_builtin_contract_follows_the_data_schema_and_accepts_its_rows():
+    from serving.contract import InputContract, check_rows
+    from training.contract import build_contract
+    from training.data import BOUNDS, CATEGORIES, NULLABLE_COLUMNS, builtin_data
+
+    data = builtin_data(2000, seed=3)
+    x = data.frame.drop(columns=TARGET)
+    document = build_contract(data, x)
+    contract = InputContract.from_dict(document)
+    assert contract.names == list(x.columns) and contract.unknown_categories == "refuse"
+    rules = {rule.name: rule for rule in contract.columns}
+    for column in NUMERIC_COLUMNS:
+        assert rules[column].nullable == (column in NULLABLE_COLUMNS)
+        assert (rules[column].minimum, rules[column].maximum) == BOUNDS[column]
+    for column in CATEGORICAL_COLUMNS:
+        assert rules[column].categories == CATEGORIES[column] and not rules[column].nullable
+    rows = x.astype(object).where(x.notna(), None).values.tolist()
+    assert check_rows(list(x.columns), rows, contract) is None
+
+
+def test_a_user_files_contract_is_inferred_and_can_be_overridden(tmp_path):
+    from training.contract import build_contract, read_overrides
+
+    path = tmp_path / "loans.csv"
+    path.write_text("income,city,bad\n1,A,0\n,B,1\n3,A,0\n4,B,1\n")
+    data = load_user_data(path, "bad")
+    x = data.frame.drop(columns="bad")
+    document = build_contract(data, x)
+    assert document["columns"] == [
+        {"name": "income", "type": "double", "nullable": True},
+        {"name": "city", "type": "string", "nullable": False, "categories": ["A", "B"]},
+    ]
+    overrides_file = tmp_path / "contract.json"
+    overrides_file.write_text(
+        json.dumps({"unknown_categories": "accept", "columns": {"income": {"minimum": 0}}})
+    )
+    document = build_contract(data, x, overrides=read_overrides(overrides_file))
+    assert document["unknown_categories"] == "accept"
+    assert document["columns"][0]["minimum"] == 0
+    overrides_file.write_text(json.dumps({"columns": {"income": {"nullable": False}}}))
+    with pytest.raises(DataError, match="income.*empty cells"):
+        build_contract(data, x, overrides=read_overrides(overrides_file))
+    overrides_file.write_text(json.dumps({"columns": {"nope": {"nullable": False}}}))
+    with pytest.raises(DataError, match="nope"):
+        build_contract(data, x, overrides=read_overrides(overrides_file))

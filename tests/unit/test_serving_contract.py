@@ -79,7 +79,7 @@ def duplicate_columns() -> pd.DataFrame:
             frame(VALID_ROW, {**VALID_ROW, "loan_purpose": None}),
             400,
             "null_in_required_column",
-            "required column(s) hold null: loan_purpose",
+            "column(s) that may not be null hold null or empty text: loan_purpose",
         ),
     ],
     ids=[

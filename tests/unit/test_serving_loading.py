@@ -9,7 +9,7 @@ from serving.validate import main as validate_main
 EXAMPLE = pd.DataFrame({"annual_income": [1.0, 2.0], "term": ["36 months", "60 months"]})
 
 
-def save_model(path, behaviour: str, input_example=EXAMPLE) -> str:
+def save_model(path, behaviour: str, input_example=EXAMPLE, contract=None) -> str:
     """A tiny pyfunc model in `path` that answers, raises or miscounts on predict."""
     import mlflow
 
@@ -21,9 +21,49 @@ def save_model(path, behaviour: str, input_example=EXAMPLE) -> str:
             return pd.DataFrame({"probability": [0.5] * rows})
 
     mlflow.pyfunc.save_model(
-        path, python_model=TinyModel(), input_example=input_example, pip_requirements=[]
+        path,
+        python_model=TinyModel(),
+        input_example=input_example,
+        pip_requirements=[],
+        metadata={"input_contract": contract} if contract is not None else None,
     )
     return str(path)
+
+
+def contract(term_categories=("36 months", "60 months"), **income) -> dict:
+    return {
+        "version": 1,
+        "columns": [
+            {"name": "annual_income", "type": "double", "nullable": False, **income},
+            {"name": "term", "type": "string", "nullable": False,
+             "categories": list(term_categories)},
+        ],
+    }  # fmt: skip
+
+
+def test_a_model_with_a_contract_its_example_meets_loads(tmp_path):
+    model, _ = load_and_check(save_model(tmp_path / "ok", "answer", contract=contract()))
+    assert model.metadata.metadata["input_contract"]["columns"][1]["name"] == "term"
+
+
+@pytest.mark.parametrize(
+    ("document", "stage", "reason"),
+    [
+        (contract(minimum=1.5), "predict",
+         "its input example breaks its own input contract (out_of_range, annual_income)"),
+        (contract(term_categories=["36 months"]), "predict",
+         "its input example breaks its own input contract (unknown_category, term)"),
+        ({"columns": "nope"}, "load",
+         "its input contract cannot be enforced: the contract must be an object with a list "
+         "of columns"),
+    ],
+    ids=["example-out-of-range", "example-unknown-category", "malformed"],
+)  # fmt: skip
+def test_a_contract_that_does_not_fit_the_model_is_refused(tmp_path, document, stage, reason):
+    path = save_model(tmp_path / "bad", "answer", contract=document)
+    with pytest.raises(ModelCheckFailed) as failed:
+        load_and_check(path)
+    assert (failed.value.stage, failed.value.reason) == (stage, reason)
 
 
 def test_a_good_model_loads_and_predicts(tmp_path):

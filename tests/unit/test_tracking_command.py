@@ -147,3 +147,12 @@ def test_experiment_default_is_the_trainers():
 
     default = TrackingSettings.model_fields["experiment_name"].default
     assert parse_args([]).experiment == default
+
+
+def test_the_job_runner_is_off_unless_asked_for(monkeypatch):
+    """The stack submits no MLflow jobs, so the server starts none of its huey consumers."""
+    settings = settings_from(monkeypatch, NATIVE)
+    env = build_command(settings, None, {}).env
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    asked = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}
+    assert build_command(settings, None, asked).env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
