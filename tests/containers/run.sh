@@ -67,10 +67,11 @@ fi
 
 # --- throwaway secrets and settings ---------------------------------------------------------
 sh nginx/certs.sh "$work/tls" >/dev/null
-# The shape `make keys` gives (nginx/keys.py: token_urlsafe(32), 43 characters); longer keys
-# overflow nginx's default map_hash_bucket_size.
-api_key=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
-printf '"%s" "containers-check";\n' "$api_key" >"$work/api-keys.map"
+# A key made by the project's own CLI (`make keys`), so the file has the format the gateway
+# checks for (nginx/keys.py owns it).
+"$PY" nginx/keys.py --file "$work/api-keys.map" --no-reload create containers-check \
+  --key-file "$work/api-key" >/dev/null
+api_key=$(cat "$work/api-key")
 # nginx runs as the owner of the secret files, and never as root.
 if [ "$(id -u)" = 0 ]; then
   chown 10001:10001 "$work/tls/server.key" "$work/tls/server.crt" "$work/api-keys.map"
