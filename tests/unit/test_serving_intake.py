@@ -13,7 +13,7 @@ from serving.api_errors import ApiError
 from serving.contract import ContractError, InputContract
 from serving.intake import precheck_without_contract, read_with_contract
 
-SECRET = "Zebra-Secret-4711"
+MARKER = "Zebra-Secret-4711"
 CONTRACT = InputContract.from_dict(
     {
         "version": 1,
@@ -80,7 +80,7 @@ def test_csv_and_split_give_the_same_canonical_body():
     [
         (raw("income", "true"), None, 400, "invalid_type", "income"),
         (raw("income", '"5"'), None, 400, "invalid_type", "income"),
-        (raw("income", json.dumps(SECRET)), None, 400, "invalid_type", "income"),
+        (raw("income", json.dumps(MARKER)), None, 400, "invalid_type", "income"),
         (raw("income", "Infinity"), None, 400, "not_finite", "income"),
         (raw("income", "NaN"), None, 400, "not_finite", "income"),
         (raw("income", "1e999"), None, 400, "not_finite", "income"),
@@ -90,12 +90,12 @@ def test_csv_and_split_give_the_same_canonical_body():
         (raw("count", "2.5"), None, 400, "invalid_type", "count"),
         (raw("income", "null"), None, 400, "null_in_required_column", "income"),
         (raw("term", '""'), None, 400, "null_in_required_column", "term"),
-        (raw("term", json.dumps(SECRET)), None, 400, "unknown_category", "36, 60"),
+        (raw("term", json.dumps(MARKER)), None, 400, "unknown_category", "36, 60"),
         (raw("term", "36"), None, 400, "invalid_type", "term"),
         (raw("note", "false"), None, 400, "invalid_type", "note"),
         (json.dumps(records({k: v for k, v in ROW.items() if k != "share"})), None, 400,
          "missing_columns", "share"),
-        (json.dumps(records({**ROW, SECRET: 1})), None, 400, "unknown_columns", "expected"),
+        (json.dumps(records({**ROW, MARKER: 1})), None, 400, "unknown_columns", "expected"),
         ('{"dataframe_records": [], "dataframe_records": []}', None, 400, "duplicate_keys",
          "repeats a key"),
         (json.dumps({"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values())],
@@ -115,7 +115,7 @@ def test_each_rule_is_one_safe_error(body, content_type, status, code, names):
     error = read(body, content_type or "application/json")
     assert isinstance(error, ApiError), error
     assert (error.status, error.code) == (status, code), error.message
-    assert names in error.message and SECRET not in error.message
+    assert names in error.message and MARKER not in error.message
     assert error.case and "\n" not in error.message
 
 
