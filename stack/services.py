@@ -66,13 +66,7 @@ class MlflowServer:
         self.process = Process(
             [PYTHON, "-m", "tracking"], log=self.workdir / "mlflow-server.log", env=self.env
         )
-        wait_until(
-            http_ok(f"{self.uri}/health"),
-            timeout,
-            "mlflow server healthy",
-            self.process.popen,
-            self.process.log,
-        )
+        _wait_ready(self.process, f"{self.uri}/health", timeout, "mlflow server healthy")
         return self
 
     def stop(self) -> None:
@@ -135,13 +129,7 @@ class ModelServer:
             log=self.workdir / f"model-server-{self.starts}.log",
             env=self.env,
         )
-        wait_until(
-            http_ok(f"{self.url}/healthz/ready"),
-            timeout,
-            "model server ready",
-            self.process.popen,
-            self.process.log,
-        )
+        _wait_ready(self.process, f"{self.url}/healthz/ready", timeout, "model server ready")
         return self
 
     def stop(self) -> None:
@@ -237,3 +225,8 @@ class Gateway:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.workdir.glob("*.log"))
+
+
+def _wait_ready(process: Process, url: str, timeout: float, what: str) -> None:
+    """Poll `url` until it answers 200; fail with the process's log tail if it exits first."""
+    wait_until(http_ok(url), timeout, what, process.popen, process.log)
