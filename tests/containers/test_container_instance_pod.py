@@ -81,7 +81,11 @@ def render_request(workdir: Path) -> dict:
         "gateway-tls/tls.key": (tls / "server.key").read_text(),
         "gateway-api-keys/api-keys.map": Path(os.environ["API_KEYS_FILE"]).read_text(),
         "model-server-registry/username": "model-server",
-        "model-server-registry/password": os.environ["MLFLOW_MODEL_SERVER_PASSWORD"],
+        "model-server-registry/password": (
+            Path(os.environ["COMPOSE_SECRETS_DIR"]) / "mlflow-model-server-password"
+        )
+        .read_text()
+        .strip(),
     }
     for name, text in files.items():
         path = secrets / name
@@ -307,9 +311,7 @@ def test_failing_model_server_fails_its_check_and_the_gateway_health(instance, s
     """The model server stops: its request check fails (OCI kills and restarts it), so does
     the gateway's (an HTTP check of /healthz on the plain-HTTP port, which proxies to the model
     server), the gateway's /healthz answers 503, and the instance serves again once it is back."""
-    checks = {
-        c["displayName"]: c["healthChecks"][0] for c in instance.request["containers"]
-    }
+    checks = {c["displayName"]: c["healthChecks"][0] for c in instance.request["containers"]}
     check = checks["model-server"]
     engine("stop", "-t", "10", instance.containers["model-server"])
     try:
