@@ -32,7 +32,10 @@ class ServingSettings(BaseSettings):
     port: int = Field(facts.MODEL_SERVER_PORT, ge=1, le=65535, description="Port to bind.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
     request_timeout: float = Field(
-        30.0, gt=0, le=600, description="Seconds a prediction may take before a 504."
+        float(facts.REQUEST_TIMEOUT_SECONDS),
+        gt=0,
+        le=600,
+        description="Seconds a prediction may take before a 504.",
     )
     poll_interval: float = Field(
         10.0, ge=1, le=3600, description="Seconds between alias lookups in the registry."
