@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -92,6 +93,18 @@ class ServingSettings(BaseSettings):
             raise ValueError(
                 "must look like models:/<name>@<alias> (follows the alias) or "
                 "models:/<name>/<version> (pinned)"
+            )
+        return value
+
+    @field_validator("accept_parquet")
+    @classmethod
+    def _check_parquet_reader(cls, value: bool) -> bool:
+        # The model-server image leaves pyarrow out unless built with PARQUET=1 (130 MB, for a
+        # content type that is off by default): say so at start, not as a 500 per request.
+        if value and importlib.util.find_spec("pyarrow") is None:
+            raise ValueError(
+                "needs pyarrow, which this installation lacks (the model-server image: build "
+                "it with --build-arg PARQUET=1)"
             )
         return value
 
