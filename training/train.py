@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from common.facts import REASON_CODES_KEY
 from training import credit_model
 from training.contract import CONTRACT_KEY, build_contract, read_overrides
 from training.data import DataError, TrainingData, builtin_data, load_user_data
@@ -42,8 +43,6 @@ from training.pipeline import CLASSIFIERS, build_pipeline
 from training.registry import DEFAULT_MODEL_NAME, CliError, cli_main, configure_client
 
 EVALUATION_ARTIFACT = "evaluation/test.parquet"
-# Where GET /model and the APEX kit find the reason table without loading the model.
-REASON_CODES_KEY = "reason_codes"
 MODEL_CODE = Path(credit_model.__file__)
 
 

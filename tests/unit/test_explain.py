@@ -238,3 +238,10 @@ def test_no_reasons_by_default(trained):
     assert model._reasons_wanted({}) == 0
     assert model._reasons_wanted({"reasons": 0}) == 0
     assert model._reasons_wanted({"reasons": 11}) == 11
+
+
+def test_the_models_copy_of_the_param_name_is_the_owners():
+    from common.facts import REASONS_PARAM
+    from training import credit_model
+
+    assert credit_model.REASONS_PARAM == REASONS_PARAM
