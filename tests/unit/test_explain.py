@@ -245,3 +245,20 @@ def test_the_models_copy_of_the_param_name_is_the_owners():
     from training import credit_model
 
     assert credit_model.REASONS_PARAM == REASONS_PARAM
+
+
+def test_train_refuses_a_reason_table_missing_a_column_in_one_line(tmp_path, capsys):
+    """Before any registry call: the tracking URI points nowhere, and the answer is still the
+    reason table's one line."""
+    from training.train import main
+
+    table = DEFAULT_REASON_TABLE.read_text().replace("  term:\n", "  termx:\n")
+    path = tmp_path / "reasons.yaml"
+    path.write_text(table)
+    status = main(
+        ["--reasons", str(path), "--rows", "1000", "--tracking-uri", "http://127.0.0.1:9"]
+    )
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("train: error: reason table ")
+    assert "has no entry for columns ['term']" in err
