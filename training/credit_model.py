@@ -179,12 +179,14 @@ class Explainer:
         x_out = 1.0 - x_in
         # Per leaf, foreground row and reference row: features only x satisfies (a), only the
         # reference satisfies (b), neither (the hybrid path cannot reach the leaf).
-        a = np.rint(x_in @ self.z_out.transpose(0, 2, 1)).astype(int)  # [L, n, m]
-        b = np.rint(x_out @ self.z_in.transpose(0, 2, 1)).astype(int)
+        a = x_in @ self.z_out.transpose(0, 2, 1)  # [L, n, m], whole numbers
+        b = x_out @ self.z_in.transpose(0, 2, 1)
         reachable = (x_out @ self.z_out.transpose(0, 2, 1)) < 0.5
         value = self.leaf_value[:, None, None] * reachable
-        gain = value * self.w_x[a, b]
-        loss = value * self.w_z[a, b]
+        # One flat index into the weight tables: a plain take is far cheaper than a 2-D gather.
+        index = np.rint(a * self.w_x.shape[1] + b).astype(np.intp)
+        gain = value * np.take(self.w_x, index)
+        loss = value * np.take(self.w_z, index)
         # [L, n, D]: x-side features gain, reference-side ones lose, averaged over the
         # reference rows.
         slots = x_in * (gain @ self.z_out) - x_out * (loss @ self.z_in)
