@@ -69,6 +69,10 @@ def test_registered_model_is_additive_over_hundreds_of_rows(served):
     """Contributions + base value = the classifier's log-odds, for every explained row of
     the model as the registry serves it."""
     _, _, model, rows = served
+    # The signature declares the param, so MLflow's own server accepts and types it.
+    assert model.metadata.signature.params.to_dict() == [
+        {"name": "reasons", "type": "integer", "default": 0, "shape": None}
+    ]
     python_model = model.unwrap_python_model()
     pipeline, explainer = python_model.pipeline, python_model.explainer
     features = explainer_features(pipeline, rows)
