@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,7 +23,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SQL = ROOT / "apex" / "sql"
 GENERATED = ROOT / "apex" / "generated"
-PLSQL_CHECK = ROOT.parent / "shared" / "tools" / "plsql-check" / "plsql-check"
+# The syntax checker lives beside the project, not in it (../shared/tools/plsql-check), or in
+# the machine's shared tools for a clone elsewhere (CI); PLSQL_CHECK=path overrides. It needs
+# node and npm (`make test` installs them). Absent, the test fails and says where it looked.
+_TOOL = Path("shared") / "tools" / "plsql-check" / "plsql-check"
+PLSQL_CHECK_CANDIDATES = [
+    *([Path(os.environ["PLSQL_CHECK"])] if os.environ.get("PLSQL_CHECK") else []),
+    ROOT.parent / _TOOL,
+    Path("/work") / _TOOL,
+]
 # What apex/sql/install.sql asks for, as plsql-check's README says to give them.
 SQLPLUS_DEFINES = ("parsing_schema=APP_SCHEMA", "ml_host=ml.example.com", "ml_port=443")
 ALL_FILES = sorted(
@@ -233,10 +242,12 @@ def test_package_calls_the_gateway_the_documented_way():
 
 
 def _plsql_check(files: list[str], options: tuple[str, ...] = ()) -> None:
-    if not PLSQL_CHECK.is_file():
-        pytest.skip(f"{PLSQL_CHECK} is not here (it lives beside the project, in ../shared)")
+    tool = next((path for path in PLSQL_CHECK_CANDIDATES if path.is_file()), None)
+    if tool is None:
+        looked = ", ".join(str(path) for path in PLSQL_CHECK_CANDIDATES)
+        pytest.fail(f"plsql-check not found (looked at {looked}); set PLSQL_CHECK=/path/to/it")
     out = subprocess.run(
-        [str(PLSQL_CHECK), *options, *files],
+        [str(tool), *options, *files],
         capture_output=True,
         text=True,
         timeout=600,
