@@ -1,0 +1,49 @@
+"""`python -m serving.decisions migrate|prune`: the decision log's schema and its retention.
+
+    python -m serving.decisions migrate   # create the database (PostgreSQL) and the table
+    python -m serving.decisions prune     # delete rows older than DECISIONS_RETENTION_DAYS
+
+The stack runs `migrate` before the model server starts (compose: the one-shot
+`decisions-migrate` service; Kubernetes: an init container of the mlflow Deployment; natively:
+stack/local.py). The model server's writer also prunes, every DECISIONS_PRUNE_INTERVAL.
+Exit status: 0 done, 1 the store failed, 2 bad settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+
+from serving.decisions.settings import load_decision_settings
+from serving.decisions.stores import StoreError, open_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.decisions", description=__doc__)
+    parser.add_argument("command", choices=("migrate", "prune"))
+    args = parser.parse_args(argv)
+    try:
+        settings = load_decision_settings()
+    except SystemExit as error:
+        print(error, file=sys.stderr)
+        return 2
+    store = open_store(settings.store_uri.get_secret_value(), settings.connect_timeout)
+    try:
+        if args.command == "migrate":
+            if store.ensure_database():
+                print(f"decision log: created the database {store.where}", flush=True)
+            print(f"decision log: {store.migrate()}", flush=True)
+        else:
+            cutoff = datetime.now(UTC) - timedelta(days=settings.retention_days)
+            print(f"decision log: deleted {store.prune(cutoff)} rows older than {cutoff:%Y-%m-%d}")
+    except StoreError as error:
+        print(f"decision log: {error}; check DECISIONS_STORE_URI", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
