@@ -31,6 +31,7 @@ from training.contract import CONTRACT_KEY, build_contract, read_overrides
 from training.data import DataError, TrainingData, builtin_data, load_user_data
 from training.evaluate import best_threshold, classification_metrics, figures
 from training.pipeline import CLASSIFIERS, build_pipeline
+from training.reference import log_reference
 from training.registry import DEFAULT_MODEL_NAME, CliError, cli_main, configure_client
 
 EVALUATION_ARTIFACT = "evaluation/test.parquet"
@@ -144,6 +145,7 @@ def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
             contract,
         )
         log_held_out(splits, data.target)
+        log_reference(fitted.pipeline, splits.x_val, args.seed)
     version = model_info.registered_model_version
     return {
         "model_name": args.model_name,
