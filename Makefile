@@ -61,6 +61,10 @@ status: venv ## Show which services of the native stack are healthy
 certs: ## Create the development CA and server certificate in .local/tls (TLS_HOSTNAME=... adds a SAN)
 	@sh nginx/certs.sh .local/tls
 
+.PHONY: compose-secrets
+compose-secrets: venv ## Create the compose stack's passwords as files in .local/secrets/compose (never overwrites)
+	@$(PY) -m common.secret_files generate .local/secrets/compose
+
 .PHONY: keys
 keys: venv ## Manage API keys: make keys ARGS="create|rotate NAME", "revoke ID", "list"
 	@$(PY) nginx/keys.py $(or $(ARGS),list)

@@ -80,13 +80,10 @@ else
   gateway_uid=$(id -u)
 fi
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-password() { openssl rand -hex 16; }
+# The stack's passwords as compose secret files, made by `make compose-secrets`'s own code.
+"$PY" -m common.secret_files generate "$work/secrets" >/dev/null
 cat >"$work/.env" <<ENV
-POSTGRES_PASSWORD=$(password)
-MLFLOW_ADMIN_PASSWORD=$(password)
-MLFLOW_SECRET_KEY=$(password)
-MLFLOW_TRAINER_PASSWORD=$(password)
-MLFLOW_MODEL_SERVER_PASSWORD=$(password)
+COMPOSE_SECRETS_DIR=$work/secrets
 IMAGE_TAG=check
 GATEWAY_BIND_ADDRESS=127.0.0.1
 GATEWAY_HTTPS_PUBLISH_PORT=$(free_port)

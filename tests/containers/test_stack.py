@@ -37,6 +37,20 @@ def test_runs_as_non_root_on_read_only_root(stack, service):
     assert info["HostConfig"]["ReadonlyRootfs"] is True
 
 
+@pytest.mark.parametrize("service", LONG_RUNNING + ONE_SHOT)
+def test_no_secret_in_the_container_definition(stack, service):
+    """Secrets reach the services as files (compose `secrets:`): what `inspect` shows of the
+    container (environment, command, labels) holds none of them."""
+    folder = Path(os.environ["COMPOSE_SECRETS_DIR"])
+    secrets = [path.read_text().strip() for path in sorted(folder.iterdir())]
+    assert len(secrets) >= 5 and all(len(secret) >= 24 for secret in secrets)
+    info = stack.inspect(service)
+    shown = json.dumps({"config": info["Config"], "args": info.get("Args")})
+    leaked = [path.name for path, secret in zip(sorted(folder.iterdir()), secrets, strict=True)
+              if secret in shown]  # fmt: skip
+    assert not leaked, f"{service}: {leaked} visible in inspect"
+
+
 def test_prediction_over_https_with_key(stack):
     response = requests.post(
         f"{stack.https}/invocations",
@@ -78,7 +92,12 @@ def test_mlflow_ui_refuses_unauthenticated(stack, auth):
 
 
 def test_model_server_user_reads_but_cannot_write(stack):
-    auth = ("model-server", os.environ["MLFLOW_MODEL_SERVER_PASSWORD"])
+    auth = (
+        "model-server",
+        (Path(os.environ["COMPOSE_SECRETS_DIR"]) / "mlflow-model-server-password")
+        .read_text()
+        .strip(),
+    )
     base = f"{stack.mlflow_ui}/api/2.0/mlflow"
     found = requests.get(
         f"{base}/registered-models/alias",
