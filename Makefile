@@ -89,6 +89,14 @@ train: venv ## Train and register a model (ARGS="--classifier logreg" or "--data
 promote: venv ## Promote the newest version to @champion if better (ARGS="--version N" to roll back)
 	@$(NATIVE_ENV) $(PY) -m training.promote $(ARGS)
 
+.PHONY: monitor
+monitor: venv ## Drift report: PSI of the decision log vs the training reference, to MLflow (ARGS="--window-hours 168")
+	@$(NATIVE_ENV) $(PY) -m training.monitor $(ARGS)
+
+.PHONY: compare
+compare: venv ## Shadow report: @champion vs @challenger on the same requests of the decision log (ARGS="--window-hours 168")
+	@$(NATIVE_ENV) $(PY) -m training.compare $(ARGS)
+
 .PHONY: lint
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .

@@ -31,7 +31,9 @@ import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.decisions import CHAMPION_ROLE, DecisionSettings, InputMode, StoreError, open_store
+from common.secret_files import read_or_exit
+from serving.decisions import CHAMPION_ROLE, DecisionSettings, InputMode, StoreError
+from serving.decisions.settings import SECRET_VARIABLES
 from training.drift import Bins, column_bins, status
 from training.reference import REFERENCE_ARTIFACT, SCORE_COLUMN
 from training.registry import DEFAULT_MODEL_NAME, CliError, cli_main, configure_client
@@ -126,6 +128,8 @@ def load_monitor_settings() -> tuple[MonitorSettings, DecisionSettings]:
 @cli_main("monitor")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Secrets as files (compose, common/secret_files.py): the store's and the registry's.
+    read_or_exit([*SECRET_VARIABLES, "MLFLOW_TRACKING_PASSWORD"])
     settings, decision_settings = load_monitor_settings()
     end = args.end or datetime.now(UTC)
     start = end - timedelta(hours=args.window_hours or settings.window_hours)
@@ -170,7 +174,7 @@ def read_live(
 ) -> pd.DataFrame:
     """The champion's decisions in the window: one row per scored row, inputs as columns
     (when kept), the score as SCORE_COLUMN, the version as `model_version`."""
-    store = open_store(settings.store_uri.get_secret_value(), settings.connect_timeout)
+    store = settings.open_store()
     try:
         decisions = store.read(start, end, model_name=model_name, roles=(CHAMPION_ROLE,))
     except StoreError as error:

@@ -15,20 +15,22 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 
-from serving.decisions.settings import load_decision_settings
-from serving.decisions.stores import StoreError, open_store
+from common.secret_files import read_or_exit
+from serving.decisions.settings import SECRET_VARIABLES, load_decision_settings
+from serving.decisions.stores import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.decisions", description=__doc__)
     parser.add_argument("command", choices=("migrate", "prune"))
     args = parser.parse_args(argv)
+    read_or_exit(SECRET_VARIABLES)  # NAME_FILE secrets (compose, common/secret_files.py)
     try:
         settings = load_decision_settings()
     except SystemExit as error:
         print(error, file=sys.stderr)
         return 2
-    store = open_store(settings.store_uri.get_secret_value(), settings.connect_timeout)
+    store = settings.open_store()
     try:
         if args.command == "migrate":
             if store.ensure_database():

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import Counter
 
 from serving.decisions.settings import DecisionSettings, InputMode
-from serving.decisions.stores import StoredRow, StoreError, open_store
+from serving.decisions.stores import StoredRow, StoreError
 
 log = logging.getLogger("serving.decisions")
 
@@ -216,9 +216,7 @@ class DecisionLog:
 
     def _store_or_open(self):
         if self._store is None:
-            self._store = open_store(
-                self.settings.store_uri.get_secret_value(), self.settings.connect_timeout
-            )
+            self._store = self.settings.open_store()
         return self._store
 
     # --- entries to rows (writer thread only) ---------------------------------------------

@@ -12,6 +12,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SECRET_VARIABLES = ("DECISIONS_STORE_URI", "DECISIONS_STORE_PASSWORD")
+"""The settings that may come as NAME_FILE (common/secret_files.py): entry points read them."""
+
 REGULATION_B_DAYS = 762
 """25 months (Regulation B, 12 CFR 1002.12: keep application records 25 months), rounded up."""
 
@@ -42,6 +45,11 @@ class DecisionSettings(BaseSettings):
         SecretStr("sqlite:///.local/decisions.db"),
         description="sqlite:///<path> (native) or postgresql://user:pw@host:port/db (compose, "
         "Kubernetes); a secret, because it may hold the password.",
+    )
+    store_password: SecretStr | None = Field(
+        None,
+        description="PostgreSQL password, when not in the URI (compose and Kubernetes: from "
+        "a secret file, DECISIONS_STORE_PASSWORD_FILE).",
     )
     hash_key_file: Path | None = Field(
         None,
@@ -93,6 +101,13 @@ class DecisionSettings(BaseSettings):
             if len(self.hash_key()) < 32:
                 raise ValueError("DECISIONS_HASH_KEY_FILE: the key must hold 32 bytes or more")
         return self
+
+    def open_store(self):
+        """The store these settings name (serving/decisions/stores.py)."""
+        from serving.decisions.stores import open_store
+
+        password = self.store_password.get_secret_value() if self.store_password else None
+        return open_store(self.store_uri.get_secret_value(), self.connect_timeout, password)
 
     def hash_key(self) -> bytes:
         """The HMAC key of the hashed mode (surrounding whitespace removed)."""

@@ -98,11 +98,13 @@ class Decision:
     latency_ms: float
 
 
-def open_store(uri: str, connect_timeout: float = 5.0) -> PostgresStore | SQLiteStore:
-    """The store of a DECISIONS_STORE_URI."""
+def open_store(
+    uri: str, connect_timeout: float = 5.0, password: str | None = None
+) -> PostgresStore | SQLiteStore:
+    """The store of a DECISIONS_STORE_URI (and password, for PostgreSQL)."""
     if uri.startswith("sqlite:///"):
         return SQLiteStore(Path(uri.removeprefix("sqlite:///")), connect_timeout)
-    return PostgresStore(uri, connect_timeout)
+    return PostgresStore(uri, connect_timeout, password)
 
 
 class _Store:
@@ -202,9 +204,11 @@ class PostgresStore(_Store):
                "time": "timestamptz", "json": "jsonb"}  # fmt: skip
     placeholder = "%s"
 
-    def __init__(self, uri: str, connect_timeout: float = 5.0):
+    def __init__(self, uri: str, connect_timeout: float = 5.0, password: str | None = None):
         self.uri = uri.replace("postgres://", "postgresql://", 1)
         self.connect_timeout = connect_timeout
+        # A keyword, not part of the URI: a password needs no URL quoting this way.
+        self._extra = {"password": password} if password else {}
         self._conn = None
 
     @property
@@ -219,7 +223,10 @@ class PostgresStore(_Store):
         if self._conn is None or self._conn.closed:
             try:
                 self._conn = psycopg.connect(
-                    self.uri, connect_timeout=max(1, round(self.connect_timeout)), autocommit=True
+                    self.uri,
+                    connect_timeout=max(1, round(self.connect_timeout)),
+                    autocommit=True,
+                    **self._extra,
                 )
             except psycopg.Error as error:
                 raise StoreError(f"decision store {self.where}: {_first_line(error)}") from None
@@ -257,13 +264,15 @@ class PostgresStore(_Store):
         maintenance = parts._replace(path="/postgres").geturl()
         timeout = max(1, round(self.connect_timeout))
         try:
-            with psycopg.connect(self.uri, connect_timeout=timeout):
+            with psycopg.connect(self.uri, connect_timeout=timeout, **self._extra):
                 return False
         except psycopg.OperationalError as error:
             if "does not exist" not in str(error):
                 raise StoreError(f"decision store {self.where}: {_first_line(error)}") from None
         try:
-            with psycopg.connect(maintenance, connect_timeout=timeout, autocommit=True) as conn:
+            with psycopg.connect(
+                maintenance, connect_timeout=timeout, autocommit=True, **self._extra
+            ) as conn:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
         except psycopg.Error as error:
             raise StoreError(
