@@ -127,6 +127,12 @@ TOOLS_VENV := .local/venv-tools
 deploy-tools: ## Install the deployment checkers (checkov, kubernetes-validate, OCI CLI) in .local/venv-tools
 	@bash tests/deploy/install_tools.sh $(TOOLS_VENV)
 
+PROMTOOL_DIR := .local/promtool
+
+.PHONY: promtool
+promtool: ## Unpack promtool (Debian's prometheus package, not installed) into .local/promtool for the alert tests
+	@bash tests/deploy/install_promtool.sh $(PROMTOOL_DIR)
+
 .PHONY: k8s-render
 k8s-render: ## Print the rendered Kubernetes manifests (OVERLAY=oke|dev)
 	kubectl kustomize k8s/overlays/$(or $(OVERLAY),oke)
@@ -136,7 +142,7 @@ oci-render: venv ## Print the OCI Container Instance request (secrets as placeho
 	$(PY) oci/render.py --settings oci/instance.env.example --placeholders
 
 .PHONY: test-deploy
-test-deploy: venv deploy-tools ## Render and check k8s/ and oci/ offline
+test-deploy: venv deploy-tools promtool ## Render and check k8s/ and oci/ offline, test the alert rules
 	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 # The MLflow release before the pinned one, with the project's other dependencies: the upgrade
@@ -156,7 +162,7 @@ $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
 	@touch $@
 
 .PHONY: test
-test: system-deps venv deploy-tools mlflow-previous ## Run the whole test suite (unit, integration against real processes)
+test: system-deps venv deploy-tools promtool mlflow-previous ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

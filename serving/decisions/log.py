@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import queue
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter
 
+from serving.background import BackgroundQueue
 from serving.decisions.settings import DecisionSettings, InputMode
 from serving.decisions.stores import StoredRow, StoreError
 
@@ -73,21 +73,20 @@ class DecisionMetrics:
         )
 
 
-class DecisionLog:
+class DecisionLog(BackgroundQueue):
     """Record decisions without ever slowing or failing the request that made them."""
+
+    thread_name = "decision-log-writer"
 
     def __init__(
         self, settings: DecisionSettings, metrics: DecisionMetrics | None = None, store=None
     ):
+        super().__init__(settings.queue_size)
         self.settings = settings
         self.metrics = metrics or DecisionMetrics()
         self.enabled = settings.mode is not InputMode.OFF
         self._hash_key = settings.hash_key() if settings.mode is InputMode.HASHED else None
         self._store = store
-        self._queue: queue.Queue[_Entry] = queue.Queue(maxsize=settings.queue_size)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
         self._store_down = False
         self._next_prune = 0.0
 
@@ -115,43 +114,15 @@ class DecisionLog:
             time.time(), request_id, key_name, model, str(version), role,
             rows, outputs, float(latency_ms), count,
         )  # fmt: skip
-        self._ensure_writer()
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
+        if not self._offer(entry):
             self.metrics.dropped.labels(role, "queue_full").inc(count)
             return False
         return True
 
     # --- lifecycle ------------------------------------------------------------------------
-    def _ensure_writer(self) -> None:
-        # Started on first use, so it runs in the gunicorn worker (threads do not survive fork).
-        if self._thread is not None:
-            return
-        with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="decision-log-writer", daemon=True
-                )
-                self._thread.start()
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until every queued entry was written or dropped; False at the deadline."""
-        deadline = time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(left)
-        return True
-
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued (up to `timeout`), then stop the writer and close the store."""
-        if self._thread is not None:
-            self.flush(timeout)
-            self._stop.set()
-            self._thread.join(timeout)
+        super().close(timeout)
         if self._store is not None:
             self._store.close()
 
