@@ -29,7 +29,7 @@ from prometheus_client import Counter
 
 from serving.background import BackgroundQueue
 from serving.decisions.settings import DecisionSettings, InputMode
-from serving.decisions.stores import StoredRow, StoreError
+from serving.decisions.stores import SQLiteStore, StoredRow, StoreError
 
 log = logging.getLogger("serving.decisions")
 
@@ -187,7 +187,12 @@ class DecisionLog(BackgroundQueue):
 
     def _store_or_open(self):
         if self._store is None:
-            self._store = self.settings.open_store()
+            store = self.settings.open_store()
+            if isinstance(store, SQLiteStore):
+                # The native store is this server's own file: it makes its table itself.
+                # PostgreSQL is migrated by the stack (python -m serving.decisions migrate).
+                store.migrate()
+            self._store = store
         return self._store
 
     # --- entries to rows (writer thread only) ---------------------------------------------

@@ -252,3 +252,15 @@ def age(uri: str, request_id: str, days: int) -> None:
             (value, request_id),
         )
     store.close()
+
+
+def test_native_sqlite_file_is_made_by_the_writer(tmp_path):
+    """Natively (make up) nothing runs a migration: the server's own SQLite file gets its
+    table from the writer; PostgreSQL never does (test_store_down_drops_counts_and_resumes)."""
+    uri = f"sqlite:///{tmp_path}/new/decisions.db"
+    decision_log, registry = make_log(uri)
+    decision_log.record("first", "apex-dev", "credit-risk", "1", ROWS, OUTPUTS, 1)
+    assert decision_log.flush(timeout=30)
+    decision_log.close()
+    assert [row.request_id for row in read_all(uri)] == ["first", "first"]
+    assert counted(registry, "model_server_decisions_logged_total", role="champion") == 2
