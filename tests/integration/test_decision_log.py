@@ -264,3 +264,14 @@ def test_native_sqlite_file_is_made_by_the_writer(tmp_path):
     decision_log.close()
     assert [row.request_id for row in read_all(uri)] == ["first", "first"]
     assert counted(registry, "model_server_decisions_logged_total", role="champion") == 2
+
+
+def test_migrate_waits_for_a_store_that_is_not_up_yet(monkeypatch, capsys):
+    """--wait retries an unreachable PostgreSQL (k8s init containers may start before it),
+    then gives up with the same one line."""
+    monkeypatch.setenv("DECISIONS_STORE_URI", "postgresql://u@127.0.0.1:9/x")
+    monkeypatch.setenv("DECISIONS_CONNECT_TIMEOUT", "1")
+    started = datetime.now(UTC)
+    assert decisions_cli(["migrate", "--wait", "3"]) == 1
+    assert datetime.now(UTC) - started >= timedelta(seconds=3)
+    assert len(capsys.readouterr().err.splitlines()) == 1
