@@ -51,3 +51,20 @@ def test_psi_formula_on_a_worked_example():
 )
 def test_status_thresholds(value, expected):
     assert status(value, 0.10, 0.25) == expected
+
+
+def test_report_without_inputs_has_the_score_only():
+    """The hashed mode keeps no input values: the report is of the score alone."""
+    from datetime import UTC, datetime
+
+    from training.monitor import SCORE, compare
+    from training.reference import SCORE_COLUMN
+
+    reference = pd.DataFrame(
+        {"annual_income": RNG.normal(5e4, 1e4, 2000), SCORE_COLUMN: RNG.beta(2, 8, 2000)}
+    )
+    live = pd.DataFrame({SCORE_COLUMN: RNG.beta(2, 8, 800), "model_version": "1"})
+    now = datetime.now(UTC)
+    report = compare("credit-risk", "1", now, now, reference, live)
+    assert set(report.psi) == {SCORE} and report.psi[SCORE] < 0.1
+    assert report.worst_input() == (None, 0.0)
