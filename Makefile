@@ -178,7 +178,7 @@ images: venv ## Build the four images with compose's names (IMAGE_PREFIX=..., IM
 	@PY=$(PY) images/build.sh
 
 .PHONY: test-containers
-test-containers: venv ## Images, compose stack, Container Instance pod (ENGINE=docker|podman; CONTAINERS_KUBE_PLAY=1 adds the k8s dev overlay)
+test-containers: venv ## Images, compose stack, Container Instance pod , k8s dev overlay under kube play (ENGINE=docker|podman)
 	@PY=$(PY) ENGINE=$(or $(ENGINE),docker) tests/containers/run.sh
 
 .PHONY: clean

@@ -121,16 +121,10 @@ export CONTAINERS_CHECK=1 CONTAINERS_ENGINE=$engine CONTAINERS_PROJECT=$project 
   CONTAINERS_COMPOSE="${compose[*]}" CONTAINERS_FILES="${files[*]}" \
   CONTAINERS_CA="$work/tls/ca.crt" CONTAINERS_API_KEY="$api_key" \
   CONTAINERS_IMAGE_PREFIX=localhost/credit-risk
-# The compose stack, then the Container Instance pod against the stack's MLflow. Each prints
-# its time (--durations). The Kubernetes dev overlay under podman kube play is not finished
-# (its MLflow pod restarts; tests/containers/README.md): it runs only when asked for, with
-# CONTAINERS_KUBE_PLAY=1, and this line says so on every run.
-checks=(tests/containers/test_stack.py tests/containers/test_container_instance_pod.py)
-if [ "${CONTAINERS_KUBE_PLAY:-0}" = 1 ]; then
-  checks=(tests/containers/test_kube_play.py "${checks[@]}")
-else
-  echo "containers: NOT RUN: the kube play check of the dev overlay (unfinished; CONTAINERS_KUBE_PLAY=1 runs it)"
-fi
+# The Kubernetes dev overlay under podman kube play, the compose stack, then the Container
+# Instance pod against the stack's MLflow. Each prints its time (--durations).
+checks=(tests/containers/test_kube_play.py tests/containers/test_stack.py
+  tests/containers/test_container_instance_pod.py)
 setsid timeout "${CONTAINERS_TIMEOUT:-2700}" "$PY" -m pytest -m containers -p no:cacheprovider \
   -o timeout=2400 --durations=0 --durations-min=5 "${checks[@]}" "$@" &
 checker=$!

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,38 @@ def test_model_server_user_reads_but_cannot_write(stack):
         timeout=30,
     )
     assert moved.status_code == 403, moved.text
+
+
+def model_server_image() -> str:
+    return f"{os.environ['CONTAINERS_IMAGE_PREFIX']}/model-server:{os.environ['IMAGE_TAG']}"
+
+
+def test_model_server_image_holds_only_what_serving_needs(stack):
+    """Issue 14's budget: at most 600 MB on the stand-in base; no pyarrow unless PARQUET=1."""
+    size = int(
+        subprocess.run(
+            [stack.engine, "image", "inspect", "--format", "{{.Size}}", model_server_image()],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()
+    )  # fmt: skip
+    assert size <= 600 * 10**6, f"model-server image is {size / 10**6:.0f} MB"
+    probe = subprocess.run(
+        [stack.engine, "run", "--rm", "--read-only", "--entrypoint", "python",
+         model_server_image(), "-c",
+         "import importlib.util as u; "
+         "print(u.find_spec('pyarrow') is None, u.find_spec('matplotlib') is None)"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert probe.stdout.split() == ["True", "True"], probe.stdout
+
+
+def test_parquet_without_pyarrow_stops_the_server_in_one_line(stack):
+    result = subprocess.run(
+        [stack.engine, "run", "--rm", "--read-only", "-e", "SERVING_ACCEPT_PARQUET=true",
+         "--entrypoint", "python", model_server_image(), "-c",
+         "from serving.settings import load_settings; load_settings()"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "SERVING_ACCEPT_PARQUET" in result.stderr and "PARQUET=1" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
