@@ -339,6 +339,14 @@ class SQLiteStore(_Store):
     def _transaction(self, conn):
         return _SQLiteTransaction(self, conn)
 
+    def read(self, start, end, model_name=None, roles=None) -> list[Decision]:
+        # A reader never creates the file (connecting would): say what is missing instead.
+        if not self.path.exists():
+            raise StoreError(
+                f"decision store {self.path} does not exist yet: no decision was logged there"
+            )
+        return super().read(start, end, model_name, roles)
+
     def write(self, rows: list[StoredRow]) -> None:
         conn = self._connection()
         marks = ", ".join("?" * len(COLUMNS))

@@ -275,3 +275,12 @@ def test_migrate_waits_for_a_store_that_is_not_up_yet(monkeypatch, capsys):
     assert decisions_cli(["migrate", "--wait", "3"]) == 1
     assert datetime.now(UTC) - started >= timedelta(seconds=3)
     assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_reading_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path):
+    from serving.decisions import StoreError
+
+    store = open_store(f"sqlite:///{tmp_path}/none/decisions.db")
+    with pytest.raises(StoreError, match="does not exist yet"):
+        store.read(*WINDOW)
+    assert not (tmp_path / "none").exists()
