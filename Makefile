@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian/Ubuntu packages the native stack and the tests use.
 APT_PACKAGES := nginx-light gettext-base openssl wrk curl ca-certificates
+# Only the tests need these: node and npm run the PL/SQL syntax check (tests/unit/test_apex_sql.py).
+TEST_APT_PACKAGES := nodejs npm
 PYTEST_ARGS ?=
 
 # The CLIs talk to the native stack with its trainer user (make up writes .local/stack.env)
@@ -44,6 +46,10 @@ system-deps: ## Install the Debian/Ubuntu packages (nginx, openssl, wrk) if miss
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null \
 	    || { echo "could not install:$$missing; install them as root and re-run"; exit 1; }; \
 	fi
+
+.PHONY: test-system-deps
+test-system-deps: ## Install the Debian packages only the tests need (node and npm for the PL/SQL check)
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory system-deps APT_PACKAGES="$(TEST_APT_PACKAGES)"
 
 .PHONY: up
 up: system-deps venv ## Start the native stack (MLflow, trainer, model server, gateway); prints the addresses
@@ -162,7 +168,7 @@ $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
 	@touch $@
 
 .PHONY: test
-test: system-deps venv deploy-tools promtool mlflow-previous ## Run the whole test suite (unit, integration against real processes)
+test: system-deps test-system-deps venv deploy-tools promtool mlflow-previous ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -27,6 +27,13 @@ CHALLENGER = "challenger"
 """Registry alias of the last evaluated candidate that was not promoted."""
 MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 """What the model server follows unless told otherwise."""
+REASONS_PARAM = "reasons"
+"""The MLflow `params` key that asks for reason codes, and the answer field that holds them:
+the model (training/credit_model.py keeps a checked copy: it must stay self-contained), the
+OpenAPI document and the APEX kit."""
+REASON_CODES_KEY = "reason_codes"
+"""MLmodel metadata key of the model's reason table: training writes it, `GET /model` and
+`make apex` read it."""
 
 # --- request limits -----------------------------------------------------------------------------
 MAX_BODY_BYTES = 8 * 1024 * 1024
