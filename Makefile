@@ -95,6 +95,14 @@ train: venv ## Train and register a model (ARGS="--classifier logreg" or "--data
 promote: venv ## Promote the newest version to @champion if better (ARGS="--version N" to roll back)
 	@$(NATIVE_ENV) $(PY) -m training.promote $(ARGS)
 
+.PHONY: monitor
+monitor: venv ## Drift report: PSI of the decision log vs the training reference, to MLflow (ARGS="--window-hours 168")
+	@$(NATIVE_ENV) $(PY) -m training.monitor $(ARGS)
+
+.PHONY: compare
+compare: venv ## Shadow report: @champion vs @challenger on the same requests of the decision log (ARGS="--window-hours 168")
+	@$(NATIVE_ENV) $(PY) -m training.compare $(ARGS)
+
 .PHONY: lint
 lint: venv ## Run ruff
 	$(VENV)/bin/ruff check .
@@ -125,6 +133,12 @@ TOOLS_VENV := .local/venv-tools
 deploy-tools: ## Install the deployment checkers (checkov, kubernetes-validate, OCI CLI) in .local/venv-tools
 	@bash tests/deploy/install_tools.sh $(TOOLS_VENV)
 
+PROMTOOL_DIR := .local/promtool
+
+.PHONY: promtool
+promtool: ## Unpack promtool (Debian's prometheus package, not installed) into .local/promtool for the alert tests
+	@bash tests/deploy/install_promtool.sh $(PROMTOOL_DIR)
+
 .PHONY: k8s-render
 k8s-render: ## Print the rendered Kubernetes manifests (OVERLAY=oke|dev)
 	kubectl kustomize k8s/overlays/$(or $(OVERLAY),oke)
@@ -134,7 +148,7 @@ oci-render: venv ## Print the OCI Container Instance request (secrets as placeho
 	$(PY) oci/render.py --settings oci/instance.env.example --placeholders
 
 .PHONY: test-deploy
-test-deploy: venv deploy-tools ## Render and check k8s/ and oci/ offline
+test-deploy: venv deploy-tools promtool ## Render and check k8s/ and oci/ offline, test the alert rules
 	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 # The MLflow release before the pinned one, with the project's other dependencies: the upgrade
@@ -154,7 +168,7 @@ $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
 	@touch $@
 
 .PHONY: test
-test: system-deps test-system-deps venv deploy-tools mlflow-previous ## Run the whole test suite (unit, integration against real processes)
+test: system-deps test-system-deps venv deploy-tools promtool mlflow-previous ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

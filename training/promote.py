@@ -59,6 +59,8 @@ class Evaluation:
     candidate_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] = field(default_factory=dict)
     failure: str = ""
+    shadow_decisions: int | None = None
+    """Rows the candidate scored in the shadow of @champion (training/compare.py), if asked."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,12 @@ class Decision:
 
 
 def decide(
-    evaluation: Evaluation, has_champion: bool, margin: float, floor: float, skip_metric: bool
+    evaluation: Evaluation,
+    has_champion: bool,
+    margin: float,
+    floor: float,
+    skip_metric: bool,
+    min_shadow_decisions: int = 0,
 ) -> Decision:
     """The promotion decision table; pure, so it is unit-tested row by row."""
     if not evaluation.loads:
@@ -79,6 +86,13 @@ def decide(
         return Decision(
             False,
             "incompatible with the champion's inputs: " + "; ".join(evaluation.column_problems),
+        )
+    shadowed = evaluation.shadow_decisions or 0
+    if has_champion and min_shadow_decisions and shadowed < min_shadow_decisions:
+        return Decision(
+            False,
+            f"only {shadowed} shadow decisions on live traffic, --min-shadow-decisions asks "
+            f"for {min_shadow_decisions} (set @{CHALLENGER} to it and let it shadow longer)",
         )
     if skip_metric:
         return Decision(True, "metric test skipped on request (load, predict and columns pass)")
@@ -154,6 +168,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="minimum ROC AUC when there is no champion (default 0.65)",
     )
     parser.add_argument("--force", action="store_true", help="skip the metric test")
+    parser.add_argument(
+        "--min-shadow-decisions",
+        type=int,
+        default=0,
+        help="refuse unless the candidate scored at least this many rows in the shadow of the "
+        "champion (decision log, training/compare.py; default 0: not required, and never for "
+        "--version)",
+    )
+    parser.add_argument(
+        "--shadow-window-hours",
+        type=float,
+        default=168.0,
+        help="how far back shadow decisions count (default 168)",
+    )
     return parser.parse_args(argv)
 
 
@@ -171,12 +199,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     evaluation = evaluate(client, args.model_name, candidate, champion)
+    required_shadow = 0 if args.version is not None else args.min_shadow_decisions
+    if required_shadow and champion is not None:
+        evaluation.shadow_decisions, agreement = _shadow(args, candidate.version)
+        evaluation.candidate_metrics |= agreement
     decision = decide(
         evaluation,
         champion is not None,
         args.margin,
         args.floor,
         skip_metric=args.force or args.version is not None,
+        min_shadow_decisions=required_shadow,
     )
     record(client, args.model_name, candidate, champion, evaluation, decision)
     champion_text = f"v{champion.version}" if champion else "none"
@@ -192,6 +225,21 @@ def main(argv: list[str] | None = None) -> int:
         f"{champion_text}: {decision.reason}; v{candidate.version} is now @{CHALLENGER}"
     )
     return 1
+
+
+def _shadow(args, version: str) -> tuple[int, dict[str, float]]:
+    """Rows the version scored as challenger, and its agreement with the champion."""
+    from training.compare import reader_settings, shadow_decisions
+
+    comparison = shadow_decisions(
+        reader_settings(), args.model_name, str(version), args.shadow_window_hours
+    )
+    if comparison is None:
+        return 0, {"shadow_decisions": 0.0}
+    return comparison.rows, {
+        "shadow_decisions": float(comparison.rows),
+        "shadow_agreement": comparison.agreement,
+    }
 
 
 def _alias_version(client, name: str, alias: str):

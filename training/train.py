@@ -40,6 +40,7 @@ from training.explain import (
     save_explainer,
 )
 from training.pipeline import CLASSIFIERS, build_pipeline
+from training.reference import log_reference
 from training.registry import DEFAULT_MODEL_NAME, CliError, cli_main, configure_client
 
 EVALUATION_ARTIFACT = "evaluation/test.parquet"
@@ -163,6 +164,7 @@ def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
             reason_table,
         )
         log_held_out(splits, data.target)
+        log_reference(fitted.pipeline, splits.x_val, args.seed)
     version = model_info.registered_model_version
     return {
         "model_name": args.model_name,

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Create or update the Secrets from files in $SECRETS_DIR (idempotent: apply, not create).
-# Usage: create-secrets.sh [all|tls|api-keys|mlflow|registry|object-storage|ocir|postgres]...
+# Usage: create-secrets.sh [all|tls|api-keys|mlflow|registry|decision-log|object-storage|ocir|postgres]...
 #   tls            tls.crt, tls.key                      -> gateway-tls (kubernetes.io/tls)
 #   api-keys       api-keys.map                          -> gateway-api-keys
 #   mlflow         mlflow/{backend-store-uri,flask-secret-key,admin-password}
 #   registry       model-server-registry/{username,password}, trainer-registry/{username,password}
 #                  (read by the MLflow pod too: it creates these users at every start)
+#   decision-log   decision-log/store-uri                (postgresql://user:pw@host:5432/decisions)
 #   object-storage mlflow-object-storage/credentials     (OKE, Object Storage component)
 #   ocir           ocir/{server,username,auth-token}     -> ocir-pull (OKE)
 #   postgres       postgres/password                     (dev overlay)
@@ -27,6 +28,7 @@ do_api_keys() {
 }
 do_mlflow() { generic mlflow mlflow; }
 do_registry() { generic model-server-registry model-server-registry; generic trainer-registry trainer-registry; }
+do_decision_log() { generic decision-log decision-log; }
 do_object_storage() { generic mlflow-object-storage mlflow-object-storage; }
 do_postgres() { generic postgres postgres; }
 do_ocir() {
@@ -37,13 +39,13 @@ do_ocir() {
 }
 targets=("${@:-all}")
 if [ "${targets[0]}" = all ]; then
-  targets=(tls api-keys mlflow registry)
+  targets=(tls api-keys mlflow registry decision-log)
   [ "$OVERLAY" = oke ] && targets+=(ocir object-storage)
   [ "$OVERLAY" = dev ] && targets+=(postgres)
 fi
 for target in "${targets[@]}"; do
   case "$target" in
-    tls) do_tls ;; api-keys) do_api_keys ;; mlflow) do_mlflow ;; registry) do_registry ;;
+    tls) do_tls ;; api-keys) do_api_keys ;; mlflow) do_mlflow ;; registry) do_registry ;; decision-log) do_decision_log ;;
     object-storage) do_object_storage ;; ocir) do_ocir ;; postgres) do_postgres ;;
     *) die "unknown secret group '$target'" ;;
   esac

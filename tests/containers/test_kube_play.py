@@ -131,6 +131,10 @@ class KubePlay:
                 "admin-password": secrets.token_hex(16),
             },
             "trainer-registry": {"username": "trainer", "password": secrets.token_hex(16)},
+            # The decision log's database on the same server (k8s/components/decision-log).
+            "decision-log": {
+                "store-uri": f"postgresql://mlflow:{pg_password}@postgres:5432/decisions"
+            },
             "model-server-registry": {
                 "username": "model-server",
                 "password": secrets.token_hex(16),
