@@ -36,9 +36,10 @@ from pathlib import Path
 
 from serving.api_errors import ApiError, api_error
 from serving.asgi import CapturedResponse, replay
+from serving.batching import Batcher, Pending, mlflow_frame_builder, mlflow_serialiser
 from serving.context import RequestContext, current_request
 from serving.contract import install_predict_hook, log_model_failure
-from serving.intake import precheck_without_contract, read_with_contract
+from serving.intake import Accepted, precheck_without_contract, read_with_contract
 from serving.loading import LoadedModel, load
 from serving.logs import configure_logging
 from serving.metrics import Metrics
@@ -58,13 +59,25 @@ class ServingApp:
     """The pure-ASGI wrapper around MLflow's FastAPI app."""
 
     def __init__(
-        self, settings, loaded: LoadedModel, mlflow_app, metrics: Metrics, state_path: Path
+        self,
+        settings,
+        loaded: LoadedModel,
+        mlflow_app,
+        metrics: Metrics,
+        state_path: Path,
+        batcher: Batcher | None = None,
     ):
         self.settings = settings
         self.loaded = loaded
         self.mlflow_app = mlflow_app
         self.metrics = metrics
         self.state_path = state_path
+        # Requests of a model with a contract are scored together (serving/batching.py);
+        # `batcher.on_scored` is where each scored request can be observed whole.
+        self.batcher = batcher
+        metadata = getattr(loaded.pyfunc, "metadata", None)
+        # The signature's params (reason codes, ...): a body's `params` is checked against it.
+        self.params_schema = metadata.get_params_schema() if metadata is not None else None
         self.busy = 0  # predictions admitted and not finished (one event loop: no lock)
         served = loaded.served
         self.identity = [
@@ -237,10 +250,17 @@ class ServingApp:
         try:
             if contract is not None:
                 accepted = await asyncio.to_thread(
-                    read_with_contract, body, content_type, contract, self.settings
+                    read_with_contract,
+                    body,
+                    content_type,
+                    contract,
+                    self.settings,
+                    self.params_schema,
                 )
                 if isinstance(accepted, ApiError):
                     return accepted
+                if self.batcher is not None:
+                    return await self._score_in_batch(accepted, context)
                 body, content_type = accepted.body, accepted.content_type.decode()
             else:
                 problem = await asyncio.to_thread(
@@ -254,6 +274,22 @@ class ServingApp:
         except Exception as error:  # noqa: BLE001 - a bug of ours: logged without values
             log_model_failure(error, context.request_id)
             return api_error("internal_error")
+
+    async def _score_in_batch(
+        self, accepted: Accepted, context: RequestContext
+    ) -> CapturedResponse | ApiError:
+        """Score the checked rows in the worker's batcher; MLflow's answer bytes for them."""
+        if time.monotonic() > context.deadline:
+            return api_error("timeout", timeout=context.timeout)
+        pending = Pending(
+            context, accepted.columns, accepted.data, accepted.params, accepted.params_key
+        )
+        answer = await self.batcher.score(pending)
+        if isinstance(answer, ApiError):
+            return context.report(answer)
+        response = CapturedResponse(200, [*_JSON, (b"content-length", str(len(answer)).encode())])
+        response.chunks.append(answer)
+        return response
 
     async def _call_mlflow(
         self, scope, body: bytes, content_type: str, context: RequestContext
@@ -406,6 +442,17 @@ def create_app() -> ServingApp:
     ]
     mlflow_app.openapi_url = mlflow_app.docs_url = mlflow_app.redoc_url = None
     metrics.model_loaded(loaded.load_seconds)
+    batcher = None
+    if loaded.contract is not None and settings.batching:
+        batcher = Batcher(
+            loaded.pyfunc.predict,
+            mlflow_frame_builder(loaded.pyfunc.metadata.get_input_schema()),
+            mlflow_serialiser(),
+            max_rows=settings.batch_max_rows,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            on_batch=metrics.batch_scored,
+            on_expired=metrics.aborted.labels(served.version).inc,
+        )
     log.info(
         "worker ready",
         extra={
@@ -417,4 +464,4 @@ def create_app() -> ServingApp:
             }
         },
     )
-    return ServingApp(settings, loaded, mlflow_app, metrics, state_path)
+    return ServingApp(settings, loaded, mlflow_app, metrics, state_path, batcher)

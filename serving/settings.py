@@ -77,6 +77,24 @@ class ServingSettings(BaseSettings):
         description="Rows per model call; the timeout is checked between chunks, so a "
         "prediction past it stops within one chunk.",
     )
+    batching: bool = Field(
+        True,
+        description="Score requests that wait at the same moment in one model call (a model "
+        "with an input contract); false sends every request through MLflow's app alone.",
+    )
+    batch_max_rows: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Most rows one merged model call takes; a larger request is scored alone.",
+    )
+    batch_max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Milliseconds the first queued request may wait for others to join its "
+        "model call; 0 adds no waiting (a batch is only what queued meanwhile).",
+    )
     keepalive: int = Field(
         75, ge=1, le=3600, description="Idle keep-alive seconds; longer than the gateway's."
     )
