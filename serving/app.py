@@ -2,7 +2,12 @@
 
 MLflow's own code (`mlflow.pyfunc.scoring_server.init`, mirrored routes `/invocations`,
 `/ping`, `/health`, `/version`; source: mlflow/pyfunc/scoring_server/__init__.py) parses the
-body, enforces the signature and predicts. The wrapper adds what that server lacks:
+body, enforces the signature and predicts, one model call per request. The wrapper adds what
+that server lacks:
+
+- batching: for a model with an input contract, requests waiting at the same moment share one
+  model call, built and answered with MLflow's own functions so each answer is the bytes
+  MLflow's app gives for that request alone (serving/batching.py);
 
 - identity: `X-Model-Name` / `X-Model-Version` on every response, `GET /model`;
 - one JSON error shape, `{"error": {"code", "message"}, "request_id"}`, whose message names a
@@ -53,6 +58,10 @@ access_log = logging.getLogger("serving.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = [(b"content-type", b"application/json")]
 _DOCS_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Bodies up to this size are checked on the event loop: a few rows take tens of microseconds,
+# less than the hop to a thread and back (and its fight for the GIL with the scoring thread).
+# Larger bodies are checked in a thread, so parsing 8 MB never stalls the loop.
+_INLINE_INTAKE_BYTES = 16 * 1024
 
 
 class ServingApp:
@@ -249,14 +258,11 @@ class ServingApp:
         contract = self.loaded.contract
         try:
             if contract is not None:
-                accepted = await asyncio.to_thread(
-                    read_with_contract,
-                    body,
-                    content_type,
-                    contract,
-                    self.settings,
-                    self.params_schema,
-                )
+                arguments = (body, content_type, contract, self.settings, self.params_schema)
+                if len(body) <= _INLINE_INTAKE_BYTES:
+                    accepted = read_with_contract(*arguments)
+                else:
+                    accepted = await asyncio.to_thread(read_with_contract, *arguments)
                 if isinstance(accepted, ApiError):
                     return accepted
                 if self.batcher is not None:

@@ -3,9 +3,11 @@
 With an input contract (serving/contract.py) the wrapper never hands the caller's bytes to
 MLflow: `read_with_contract` parses the body itself (JSON strictly: no repeated keys, NaN and
 Infinity marked; CSV with the csv module; parquet only when enabled), counts the rows against
-`SERVING_MAX_ROWS` first, enforces the contract and returns one canonical `dataframe_split`
-JSON body for MLflow's app. So MLflow's lenient conversions (``true`` read as 1.0, a longer
-``index`` than ``data``, the last of two repeated keys) never see caller input.
+`SERVING_MAX_ROWS` first, enforces the contract, checks MLflow's `params` against the model
+signature, and returns the checked rows in the contract's column order (`Accepted`: what the
+batcher merges, or its canonical `dataframe_split` body for MLflow's app). So MLflow's lenient
+conversions (``true`` read as 1.0, a longer ``index`` than ``data``, the last of two repeated
+keys) never see caller input.
 
 A model without a contract gets `precheck_without_contract`: the same content types and the
 same row cap, counted on the parsed JSON, the CSV lines or the parquet footer; the body then
