@@ -456,6 +456,7 @@ def create_app() -> ServingApp:
             mlflow_serialiser(),
             max_rows=settings.batch_max_rows,
             max_wait=settings.batch_max_wait_ms / 1000,
+            concurrency=settings.batch_concurrency,
             on_batch=metrics.batch_scored,
             on_expired=metrics.aborted.labels(served.version).inc,
         )

@@ -9,8 +9,10 @@ back in request order and serialises each request's answer with MLflow's own
 what MLflow's app would answer for it alone.
 
 - No added waiting by default: a lone request is scored at once; a batch is only what queued
-  while the previous call ran. `SERVING_BATCH_MAX_WAIT_MS` (0) may hold the first request a
-  little for company; `SERVING_BATCH_MAX_ROWS` bounds the rows of one merged call.
+  while the previous calls ran (`SERVING_BATCH_CONCURRENCY` model calls may run at once, so
+  one large request does not hold up the small ones behind it). `SERVING_BATCH_MAX_WAIT_MS`
+  (0) may hold the first request a little for company; `SERVING_BATCH_MAX_ROWS` bounds the
+  rows of one merged call.
 - Only requests with the same MLflow `params` (their canonical JSON) are merged, and the
   params go to `pyfunc.predict(frame, params=params)`.
 - Isolation: if a merged call fails, its requests are scored again one by one, so only the
@@ -87,6 +89,8 @@ class Batcher:
         serialise: the model output of one request -> its response body (bytes).
         max_rows: most rows in one merged call (a larger request is still scored, alone).
         max_wait: seconds the first queued request may wait for others (0: none).
+        concurrency: model calls in flight at once (scoring loops); a request that finds a
+            loop idle is scored at once, the others queue for the next free loop.
         on_batch: called with BatchStats once per model call (from the scoring thread).
         on_expired: called for a request dropped unscored because its deadline passed while
             it queued (it counts as a prediction stopped at the timeout).
@@ -99,6 +103,7 @@ class Batcher:
         serialise: Callable[[object], bytes],
         max_rows: int,
         max_wait: float = 0.0,
+        concurrency: int = 1,
         on_batch: Callable[[BatchStats], None] = lambda stats: None,
         on_expired: Callable[[], None] = lambda: None,
     ):
@@ -110,8 +115,9 @@ class Batcher:
         self.on_batch = on_batch
         self.on_expired = on_expired
         self.on_scored: list[Callable[[ScoredRequest], None]] = []
+        self.concurrency = concurrency
         self.queue: list[Pending] = []
-        self._runner: asyncio.Task | None = None
+        self._runners: set[asyncio.Task] = set()
         self._arrived = asyncio.Event()
 
     async def score(self, pending: Pending) -> bytes | ApiError:
@@ -119,12 +125,15 @@ class Batcher:
         pending.future = asyncio.get_running_loop().create_future()
         self.queue.append(pending)
         self._arrived.set()
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.ensure_future(self._run())
+        if len(self._runners) < self.concurrency:
+            runner = asyncio.ensure_future(self._run())
+            self._runners.add(runner)
+            runner.add_done_callback(self._runners.discard)
         return await pending.future
 
     # ------------------------------------------------------------------------ the loop
     async def _run(self) -> None:
+        # Several loops may run (`concurrency`): each takes what is queued when it is free.
         while self.queue:
             if self.max_wait > 0:
                 await self._gather_for(self.queue[0].enqueued + self.max_wait)
@@ -139,6 +148,9 @@ class Batcher:
             for item, answer in zip(batch, answers, strict=True):
                 if not item.future.done():  # a request past its timeout was answered already
                     item.future.set_result(answer)
+        # Leave the set in the same step that saw the queue empty (a done callback would run
+        # later, and a request queued meanwhile would find no free loop and wait forever).
+        self._runners.discard(asyncio.current_task())
 
     async def _gather_for(self, until: float) -> None:
         """Wait until `until` (perf_counter) or until max_rows of one params group queued."""

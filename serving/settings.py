@@ -64,11 +64,15 @@ class ServingSettings(BaseSettings):
         description="Accept application/vnd.apache.parquet bodies; off by default because a "
         "few KiB of parquet can encode millions of rows (capped by its footer when on).",
     )
+    # 64, not the 16 of the thread-per-request days: a request waiting for a merged model
+    # call holds its checked rows, not a thread, and 32 gateway connections can all land on
+    # one worker (bench/README.md, issue 15 tuning log: 16 gave 503s at c=32).
     max_concurrent_predictions: int = Field(
-        16,
+        64,
         ge=1,
         le=1024,
-        description="Predictions one worker runs or holds at once; more get 503 + Retry-After.",
+        description="Requests one worker scores or holds queued at once; more get 503 + "
+        "Retry-After.",
     )
     predict_chunk_rows: int = Field(
         1000,
@@ -87,6 +91,13 @@ class ServingSettings(BaseSettings):
         ge=1,
         le=1_000_000,
         description="Most rows one merged model call takes; a larger request is scored alone.",
+    )
+    batch_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Model calls one worker runs at once; requests arriving while all are "
+        "busy queue and are merged into the next free call.",
     )
     batch_max_wait_ms: float = Field(
         0.0,

@@ -200,3 +200,26 @@ def test_split_rows_cuts_every_row_type_in_order(outputs):
 def test_split_rows_refuses_an_output_of_the_wrong_length():
     assert split_rows([1, 2], [pending([0.0]), pending([0.0, 0.0])]) is None
     assert split_rows({"a": 1}, [pending([0.0])]) is None
+
+
+def test_with_two_loops_a_request_arriving_while_one_call_runs_is_scored_at_once():
+    model = Model()
+    batcher = make(model, concurrency=2)
+    others = [pending([1.0]), pending([2.0])]
+    answers = asyncio.run(run_with_first_held(batcher, model, pending([0.5]), others))
+    assert [predictions(a) for a in answers] == [[1.0], [2.0], [4.0]]
+    # the second loop took the first queued request alone while the held call ran; the third
+    # request queued behind both
+    assert [values for values, _ in model.calls][0] == [0.5]
+    assert sorted(len(values) for values, _ in model.calls[1:]) in ([1, 1], [2])
+
+
+def test_a_request_after_the_queue_emptied_is_still_scored():
+    model = Model(hold_first=False)
+    batcher = make(model, concurrency=2)
+
+    async def in_turns():
+        return [await batcher.score(pending([float(i)])) for i in range(20)]
+
+    answers = asyncio.run(asyncio.wait_for(in_turns(), 10))
+    assert [predictions(a) for a in answers] == [[2.0 * i] for i in range(20)]
