@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian/Ubuntu packages the native stack and the tests use.
 APT_PACKAGES := nginx-light gettext-base openssl wrk curl ca-certificates
+# Only the tests need these: node and npm run the PL/SQL syntax check (tests/unit/test_apex_sql.py).
+TEST_APT_PACKAGES := nodejs npm
 PYTEST_ARGS ?=
 
 # The CLIs talk to the native stack with its trainer user (make up writes .local/stack.env)
@@ -45,6 +47,10 @@ system-deps: ## Install the Debian/Ubuntu packages (nginx, openssl, wrk) if miss
 	    || { echo "could not install:$$missing; install them as root and re-run"; exit 1; }; \
 	fi
 
+.PHONY: test-system-deps
+test-system-deps: ## Install the Debian packages only the tests need (node and npm for the PL/SQL check)
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory system-deps APT_PACKAGES="$(TEST_APT_PACKAGES)"
+
 .PHONY: up
 up: system-deps venv ## Start the native stack (MLflow, trainer, model server, gateway); prints the addresses
 	@$(PY) -m stack.local up
@@ -60,6 +66,10 @@ status: venv ## Show which services of the native stack are healthy
 .PHONY: certs
 certs: ## Create the development CA and server certificate in .local/tls (TLS_HOSTNAME=... adds a SAN)
 	@sh nginx/certs.sh .local/tls
+
+.PHONY: compose-secrets
+compose-secrets: venv ## Create the compose stack's passwords as files in .local/secrets/compose (never overwrites)
+	@$(PY) -m common.secret_files generate .local/secrets/compose
 
 .PHONY: keys
 keys: venv ## Manage API keys: make keys ARGS="create|rotate NAME", "revoke ID", "list"
@@ -144,7 +154,7 @@ $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
 	@touch $@
 
 .PHONY: test
-test: system-deps venv deploy-tools mlflow-previous ## Run the whole test suite (unit, integration against real processes)
+test: system-deps test-system-deps venv deploy-tools mlflow-previous ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -160,7 +170,7 @@ images: venv ## Build the four images with compose's names (IMAGE_PREFIX=..., IM
 	@PY=$(PY) images/build.sh
 
 .PHONY: test-containers
-test-containers: venv ## Images, compose stack, Container Instance pod (ENGINE=docker|podman; CONTAINERS_KUBE_PLAY=1 adds the k8s dev overlay)
+test-containers: venv ## Images, compose stack, Container Instance pod , k8s dev overlay under kube play (ENGINE=docker|podman)
 	@PY=$(PY) ENGINE=$(or $(ENGINE),docker) tests/containers/run.sh
 
 .PHONY: clean

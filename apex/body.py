@@ -12,7 +12,9 @@ Rules:
     * an empty item (null, or only spaces) is JSON ``null``; a required text column refuses it;
     * numbers are typed with a dot as the decimal separator; a comma (``1234,5`` or ``72,000``)
       is refused with a message naming the page item; a leading ``+`` and leading zeros are
-      dropped so the text is a valid JSON number.
+      dropped so the text is a valid JSON number;
+    * reason codes asked for (N above 0) add ``"params":{"reasons":N}`` after the records;
+      N = 0 leaves the body exactly as without reasons.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from common.facts import REASONS_PARAM
 
 NUMBER_TYPES = ("double", "float")
 INTEGER_TYPES = ("long", "integer")
@@ -146,8 +150,19 @@ def record_json(columns: Sequence[Column], items: Mapping[str, str | None], page
 
 
 def request_body(
-    columns: Sequence[Column], rows: Sequence[Mapping[str, str | None]], page: int = 1
+    columns: Sequence[Column],
+    rows: Sequence[Mapping[str, str | None]],
+    page: int = 1,
+    reasons: int = 0,
 ) -> str:
-    """The body of ``POST /invocations`` for one or many rows, in the dataframe_records form."""
+    """The body of ``POST /invocations`` for one or many rows, in the dataframe_records form;
+    with ``reasons`` above 0 it asks for that many reason codes per row (MLflow ``params``)."""
     records = ",".join(record_json(columns, row, page) for row in rows)
-    return '{"dataframe_records":[' + records + "]}"
+    return '{"dataframe_records":[' + records + "]" + params_json(reasons) + "}"
+
+
+def params_json(reasons: int) -> str:
+    """``,"params":{"reasons":N}`` for N above 0, else nothing (the body as before)."""
+    if reasons < 0:
+        raise BodyError(f"reasons: {reasons} is below 0")
+    return f',"params":{{"{REASONS_PARAM}":{reasons}}}' if reasons else ""

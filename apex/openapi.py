@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from apex.body import INTEGER_TYPES, NUMBER_TYPES, Column
-from common.facts import MAX_BODY_BYTES, MAX_ROWS
+from common.facts import MAX_BODY_BYTES, MAX_ROWS, REASONS_PARAM
 from serving.api_errors import ERRORS
 
 # The reusable response of each status: its component name and what it tells a caller. Which
@@ -236,6 +236,17 @@ _MODEL_INFO = {
         "inputs": _COLUMNS,
         "outputs": _COLUMNS,
         "loaded_at": {"type": "string", "nullable": True},
+        "reason_codes": {
+            "type": "array",
+            "nullable": True,
+            "description": "The model's reason table: what `params.reasons` answers with "
+            "(null for a model without reason codes).",
+            "items": {
+                "type": "object",
+                "required": ["column", "code", "text"],
+                "properties": {"column": _STRING, "code": _STRING, "text": _STRING},
+            },
+        },
     },
 }
 _ERROR = {
@@ -255,9 +266,73 @@ _ERROR = {
 }
 
 
-def schemas(inputs: Sequence[Column], outputs: Sequence[Column], example: dict | None) -> dict:
-    """``components.schemas``: the request bodies, the predictions, /model and the error."""
+def params_schema(reason_codes: Sequence[dict]) -> dict:
+    """MLflow's ``params`` of a request: how many reason codes each row should carry."""
     return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Inference parameters the model declares in its signature (MLflow "
+        "scoring protocol).",
+        "properties": {
+            REASONS_PARAM: {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": len(reason_codes),
+                "default": 0,
+                "description": "Give each prediction up to this many principal reasons: the "
+                "input columns that raised the risk most, largest first. 0 (the default): "
+                "none, and the answer is as without params. Four is what adverse-action "
+                "notices use.",
+            }
+        },
+    }
+
+
+def reason_schema(reason_codes: Sequence[dict]) -> dict:
+    """One reason: a column of the reason table and how much it raised the risk."""
+    return {
+        "type": "object",
+        "required": ["code", "column", "text", "contribution"],
+        "properties": {
+            "code": {"type": "string", "enum": [entry["code"] for entry in reason_codes]},
+            "column": {"type": "string", "enum": [entry["column"] for entry in reason_codes]},
+            "text": {"type": "string", "description": "What a loan officer reads."},
+            "contribution": {
+                "type": "number",
+                "exclusiveMinimum": True,
+                "minimum": 0,
+                "description": "How much this column raised the log-odds of default above "
+                "the reference applicants (those just approved); always positive.",
+            },
+        },
+    }
+
+
+def _with_reasons(found: dict, reason_codes: Sequence[dict]) -> dict:
+    """The schemas of a model with reason codes: params on both request bodies, `reasons`
+    on a prediction (present only when asked for)."""
+    found["Params"] = params_schema(reason_codes)
+    found["Reason"] = reason_schema(reason_codes)
+    for request in ("RecordsRequest", "SplitRequest"):
+        found[request]["properties"]["params"] = _ref("Params")
+    found["Prediction"]["properties"][REASONS_PARAM] = {
+        "type": "array",
+        "maxItems": len(reason_codes),
+        "description": "Only when `params.reasons` is above 0: up to that many reasons, "
+        "largest contribution first; fewer (or none) when fewer columns raised the risk.",
+        "items": _ref("Reason"),
+    }
+    return found
+
+
+def schemas(
+    inputs: Sequence[Column],
+    outputs: Sequence[Column],
+    example: dict | None,
+    reason_codes: Sequence[dict] = (),
+) -> dict:
+    """``components.schemas``: the request bodies, the predictions, /model and the error."""
+    found = {
         "Record": record_schema(inputs, example),
         "RecordsRequest": records_request_schema(),
         "SplitRequest": split_request_schema(inputs, example),
@@ -275,6 +350,7 @@ def schemas(inputs: Sequence[Column], outputs: Sequence[Column], example: dict |
         "ModelInfo": _MODEL_INFO,
         "Error": _ERROR,
     }
+    return _with_reasons(found, reason_codes) if reason_codes else found
 
 
 # ---------------------------------------------------------------------------------------- paths
@@ -358,6 +434,7 @@ def build_openapi(
     outputs: Sequence[Column],
     gateway_url: str,
     example: dict | None,
+    reason_codes: Sequence[dict] = (),
 ) -> dict:
     """The OpenAPI document for ``POST /invocations``, ``GET /model`` and ``GET /openapi.json``."""
     return {
@@ -368,7 +445,7 @@ def build_openapi(
         "paths": paths(),
         "components": {
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-            "schemas": schemas(inputs, outputs, example),
+            "schemas": schemas(inputs, outputs, example, reason_codes),
             # Every status either side can answer, also 404 and 405 that no operation lists
             # (a route or method the API does not have).
             "responses": {

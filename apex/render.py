@@ -31,6 +31,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_OUT = Path(__file__).parent / "generated"
 CREDENTIAL_STATIC_ID = "ML_API_KEY"
 MAX_IDENTIFIER = 100
+# Reasons the walkthrough's page asks for: Regulation B's commentary finds more than four
+# unlikely to help the applicant; FCRA's key factors are up to four.
+DEFAULT_REASONS = 4
 # Text files rendered from templates/<name>.j2; openapi.json is built as data.
 TEXT_OUTPUTS = ("credit_risk_api.pks", "credit_risk_api.pkb", "rest-data-source.md", "README.md")
 
@@ -92,6 +95,20 @@ def _contract_rules(contract: dict | None) -> dict:
     return {rule.name: rule for rule in parsed.columns}
 
 
+def check_reason_codes(entries) -> list[dict]:
+    """The model's reason table as `[{"column", "code", "text"}]` ([] without one)."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not all(
+        isinstance(entry, dict) and {"column", "code", "text"} <= set(entry) for entry in entries
+    ):
+        raise RenderError(
+            "the model's reason_codes metadata is not a list of {column, code, text}; "
+            "train it again with a reason table"
+        )
+    return entries
+
+
 def _schema_list(value) -> list[dict]:
     # MLflow stores the schema as a JSON string inside the signature dict; accept both forms.
     return json.loads(value) if isinstance(value, str) else list(value or [])
@@ -115,6 +132,7 @@ def load_signature_file(path: Path) -> dict:
         "outputs": _schema_list(document.get("outputs")),
         "input_example": document.get("input_example"),
         "contract": document.get("contract"),
+        "reason_codes": document.get(facts.REASON_CODES_KEY),
     }
 
 
@@ -148,7 +166,17 @@ def load_registry_signature(tracking_uri: str | None, model_name: str, alias: st
         "input_example": _first_example_row(model_uri, info.saved_input_example_info),
         # The input contract training wrote (None for a model logged before contracts).
         "contract": (info.metadata or {}).get("input_contract"),
+        # The reason table (None for a model logged before reason codes), only when the
+        # signature declares the params that ask for them.
+        "reason_codes": (info.metadata or {}).get(facts.REASON_CODES_KEY)
+        if _declares_reasons(signature.get("params"))
+        else None,
     }
+
+
+def _declares_reasons(params) -> bool:
+    specs = json.loads(params) if isinstance(params, str) else (params or [])
+    return any(spec.get("name") == facts.REASONS_PARAM for spec in specs)
 
 
 def _first_example_row(model_uri: str, example_info: dict | None) -> dict | None:
@@ -246,6 +274,7 @@ def render(signature: dict, gateway_url: str, page: int = 1) -> dict[str, str]:
     outputs = columns_from_spec(signature["outputs"], "outputs")
     model_name = signature.get("model_name") or "model"
     example = signature.get("input_example")
+    reason_codes = check_reason_codes(signature.get("reason_codes"))
     context = {
         "model_name": model_name,
         "inputs": inputs,
@@ -261,10 +290,14 @@ def render(signature: dict, gateway_url: str, page: int = 1) -> dict[str, str]:
         "max_body_bytes": facts.MAX_BODY_BYTES,
         "max_rows": facts.MAX_ROWS,
         "has_contract": signature.get("contract") is not None,
+        # The model's reason table: [] for a model without reason codes (no reasons anywhere).
+        "reason_codes": reason_codes,
+        "reasons_param": facts.REASONS_PARAM,
+        "default_reasons": min(DEFAULT_REASONS, len(reason_codes)),
     }
     env = _environment()
     files = {name: env.get_template(f"{name}.j2").render(context) for name in TEXT_OUTPUTS}
-    openapi = build_openapi(model_name, inputs, outputs, gateway_url, example)
+    openapi = build_openapi(model_name, inputs, outputs, gateway_url, example, reason_codes)
     files["openapi.json"] = json.dumps(openapi, indent=2, ensure_ascii=False) + "\n"
     return files
 

@@ -27,6 +27,13 @@ CHALLENGER = "challenger"
 """Registry alias of the last evaluated candidate that was not promoted."""
 MODEL_URI = f"models:/{MODEL_NAME}@{CHAMPION}"
 """What the model server follows unless told otherwise."""
+REASONS_PARAM = "reasons"
+"""The MLflow `params` key that asks for reason codes, and the answer field that holds them:
+the model (training/credit_model.py keeps a checked copy: it must stay self-contained), the
+OpenAPI document and the APEX kit."""
+REASON_CODES_KEY = "reason_codes"
+"""MLmodel metadata key of the model's reason table: training writes it, `GET /model` and
+`make apex` read it."""
 
 # --- request limits -----------------------------------------------------------------------------
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -35,6 +42,12 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ROWS = 10_000
 """Most rows one request may score (HTTP 413 above): the model server's default
 (`SERVING_MAX_ROWS`) and the batch size the APEX kit documents and checks."""
+
+REQUEST_TIMEOUT_SECONDS = 30
+"""How long the model server lets one prediction run before it answers 504 (its default,
+`SERVING_REQUEST_TIMEOUT`). The gateway waits a margin longer (GATEWAY_UPSTREAM_TIMEOUT), so the
+model server's own JSON 504 reaches the caller instead of nginx's."""
+GATEWAY_UPSTREAM_MARGIN_SECONDS = 5
 
 # --- ports: one plan for every shape (native, compose, Kubernetes pod, Container Instance) ------
 # The gateway and the model server share one localhost in a Container Instance and natively,
@@ -48,7 +61,7 @@ GATEWAY_HTTPS_PORT = 8443
 GATEWAY_MLFLOW_PORT = 8444
 """Gateway's TLS front of the MLflow UI (compose and Kubernetes)."""
 GATEWAY_HTTP_PORT = 8000
-"""Gateway's plain HTTP listener: redirects to https."""
+"""Gateway's plain HTTP listener: the health route for plain-HTTP probes, else redirects."""
 
 PORTS = {
     "mlflow": MLFLOW_PORT,
@@ -74,6 +87,7 @@ def gateway_defaults() -> dict[str, str]:
         "GATEWAY_HTTP_PORT": str(GATEWAY_HTTP_PORT),
         "GATEWAY_MLFLOW_PORT": str(GATEWAY_MLFLOW_PORT),
         "GATEWAY_MAX_BODY_SIZE": nginx_size(MAX_BODY_BYTES),
+        "GATEWAY_UPSTREAM_TIMEOUT": f"{REQUEST_TIMEOUT_SECONDS + GATEWAY_UPSTREAM_MARGIN_SECONDS}s",
         "MODEL_SERVER_PORT": str(MODEL_SERVER_PORT),
         "MLFLOW_PORT": str(MLFLOW_PORT),
     }
@@ -101,11 +115,14 @@ def facts_table() -> str:
         ("`MAX_BODY_BYTES`", f"{MAX_BODY_BYTES} ({nginx_size(MAX_BODY_BYTES)})",
          "largest request body: gateway, model server, APEX package"),
         ("`MAX_ROWS`", str(MAX_ROWS), "most rows per request: model server default, APEX batch"),
+        ("`REQUEST_TIMEOUT_SECONDS`", f"{REQUEST_TIMEOUT_SECONDS}",
+         "prediction deadline (504); the gateway waits "
+         f"{GATEWAY_UPSTREAM_MARGIN_SECONDS} s longer"),
         ("`MLFLOW_PORT`", str(MLFLOW_PORT), "MLflow tracking server and UI"),
         ("`MODEL_SERVER_PORT`", str(MODEL_SERVER_PORT), "model server (behind the gateway)"),
         ("`GATEWAY_HTTPS_PORT`", str(GATEWAY_HTTPS_PORT), "gateway API over TLS"),
         ("`GATEWAY_MLFLOW_PORT`", str(GATEWAY_MLFLOW_PORT), "gateway's TLS front of the MLflow UI"),
-        ("`GATEWAY_HTTP_PORT`", str(GATEWAY_HTTP_PORT), "gateway plain HTTP (redirects to https)"),
+        ("`GATEWAY_HTTP_PORT`", str(GATEWAY_HTTP_PORT), "plain HTTP: /healthz, else redirect"),
     ]  # fmt: skip
     lines = ["| Fact | Value | What it is |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {meaning} |" for name, value, meaning in rows]

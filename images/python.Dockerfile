@@ -35,12 +35,15 @@ RUN python3 images/requirements.py tracking >/tmp/tracking.txt \
 # installs packages at run time: pip and setuptools go, and so do C headers, Cython sources and
 # type stubs. Bytecode only for what the model server imports (images/warm_up.py).
 FROM ${BASE_IMAGE} AS deps-serving
+# PARQUET=1 adds pyarrow (130 MB), needed only with SERVING_ACCEPT_PARQUET=true.
+ARG PARQUET=0
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml ./
 COPY images/requirements.py images/
 RUN python3 -m venv /opt/venv \
- && python3 images/requirements.py model-server >/tmp/requirements.txt \
+ && if [ "$PARQUET" = 1 ]; then python3 images/requirements.py model-server --with pyarrow; \
+    else python3 images/requirements.py model-server; fi >/tmp/requirements.txt \
  && /opt/venv/bin/pip install --quiet --no-compile -r /tmp/requirements.txt \
  && /opt/venv/bin/pip uninstall --quiet -y pip setuptools \
  && find /opt/venv/lib -type d \( -name tests -o -name include -o -name __pycache__ \) -prune -exec rm -rf {} + \

@@ -3,6 +3,7 @@
     python3 images/requirements.py all            # [project] dependencies (trainer, mlflow)
     python3 images/requirements.py tracking       # the `tracking` extra (the MLflow image adds it)
     python3 images/requirements.py model-server   # what the model server needs, nothing more
+    python3 images/requirements.py model-server --with pyarrow   # plus an excluded one
 
 The model server serves pyfunc models through MLflow's scoring server, which mlflow-skinny
 carries (same version as the `mlflow` pin: the tracking client, pyfunc, FastAPI/uvicorn), so it
@@ -23,7 +24,7 @@ PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 _NAME = re.compile(r"^[A-Za-z0-9._-]+")
 
 
-def requirements(target: str, pyproject: Path = PYPROJECT) -> list[str]:
+def requirements(target: str, pyproject: Path = PYPROJECT, keep: tuple[str, ...] = ()) -> list[str]:
     data = tomllib.loads(pyproject.read_text())
     project = data["project"]
     if target == "all":
@@ -32,7 +33,7 @@ def requirements(target: str, pyproject: Path = PYPROJECT) -> list[str]:
         return list(project["optional-dependencies"]["tracking"])
     if target != "model-server":
         raise SystemExit(f"requirements: unknown target {target!r} (all, tracking, model-server)")
-    excluded = set(data["tool"]["image-requirements"]["model-server-excludes"])
+    excluded = set(data["tool"]["image-requirements"]["model-server-excludes"]) - set(keep)
     out = []
     for requirement in project["dependencies"]:
         name = _NAME.match(requirement)[0].lower()
@@ -45,4 +46,6 @@ def requirements(target: str, pyproject: Path = PYPROJECT) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(requirements(sys.argv[1] if len(sys.argv) > 1 else "all")))
+    args = sys.argv[1:] or ["all"]
+    keep = tuple(args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--with")
+    print("\n".join(requirements(args[0], keep=keep)))

@@ -8,6 +8,7 @@ server import at start get their __pycache__, the rest compile in memory if ever
 """
 
 import importlib
+import importlib.util
 import pkgutil
 import sys
 
@@ -18,7 +19,6 @@ MODULES = [
     "mlflow.pyfunc",
     "mlflow.pyfunc.scoring_server",
     "mlflow.models",
-    "pyarrow.parquet",
     "skops.io",
     "sklearn.compose",
     "sklearn.ensemble",
@@ -34,6 +34,9 @@ MODULES = [
     "httptools",
     "prometheus_client.multiprocess",
 ]
+
+if importlib.util.find_spec("pyarrow") is not None:  # the PARQUET=1 build only
+    MODULES.append("pyarrow.parquet")
 
 if __name__ == "__main__":
     own = [f"serving.{m.name}" for m in pkgutil.iter_modules(serving.__path__)]

@@ -152,10 +152,17 @@ def health_check(name: str, container: dict) -> dict:
     """The liveness probe as an OCI health check (KILL, then the restart policy restarts it).
 
     OCI's HTTP checks speak plain HTTP, so an HTTPS probe (the gateway's /healthz on 8443)
-    becomes a TCP check on the same port. The startup probe's budget is the initial delay.
+    becomes an HTTP check of the same path on the container's plain-HTTP port (named `http`),
+    where the gateway answers /healthz too: it fails when the model server behind it is down,
+    which a TCP check of 8443 would not see. Without such a port it falls back to TCP. The
+    startup probe's budget is the initial delay.
     """
     live, startup = container["livenessProbe"], container.get("startupProbe", {})
-    port = _port_number(container, live.get("httpGet", live.get("tcpSocket", {})).get("port"))
+    http = live.get("httpGet")
+    port_ref = live.get("httpGet", live.get("tcpSocket", {})).get("port")
+    if http and http.get("scheme", "HTTP") == "HTTPS" and _has_port(container, "http"):
+        http, port_ref = {**http, "scheme": "HTTP"}, "http"
+    port = _port_number(container, port_ref)
     check = {
         "name": f"{name}-live",
         "port": port,
@@ -167,12 +174,15 @@ def health_check(name: str, container: dict) -> dict:
         "successThreshold": 1,
         "failureAction": "KILL",
     }
-    http = live.get("httpGet")
     if http and http.get("scheme", "HTTP") == "HTTP":
         check.update(healthCheckType="HTTP", path=http["path"])
     else:
         check["healthCheckType"] = "TCP"
     return check
+
+
+def _has_port(container: dict, name: str) -> bool:
+    return any(item.get("name") == name for item in container.get("ports", []))
 
 
 def _port_number(container: dict, port) -> int:

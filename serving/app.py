@@ -39,6 +39,7 @@ import time
 import uuid
 from pathlib import Path
 
+from common.facts import REASON_CODES_KEY
 from serving.api_errors import ApiError, api_error
 from serving.asgi import CapturedResponse, replay
 from serving.batching import Batcher, Pending, mlflow_frame_builder, mlflow_serialiser
@@ -387,6 +388,8 @@ class ServingApp:
                 "inputs": self.loaded.inputs,
                 "outputs": self.loaded.outputs,
                 "contract": contract.to_dict() if contract else None,
+                # The reason table (training/explain.py): what `params.reasons` can answer.
+                "reason_codes": (self.loaded.pyfunc.metadata.metadata or {}).get(REASON_CODES_KEY),
                 "limits": {
                     "max_rows": self.settings.max_rows,
                     "max_body_bytes": self.settings.max_body_bytes,

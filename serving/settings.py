@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -32,7 +33,10 @@ class ServingSettings(BaseSettings):
     port: int = Field(facts.MODEL_SERVER_PORT, ge=1, le=65535, description="Port to bind.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
     request_timeout: float = Field(
-        30.0, gt=0, le=600, description="Seconds a prediction may take before a 504."
+        float(facts.REQUEST_TIMEOUT_SECONDS),
+        gt=0,
+        le=600,
+        description="Seconds a prediction may take before a 504.",
     )
     poll_interval: float = Field(
         10.0, ge=1, le=3600, description="Seconds between alias lookups in the registry."
@@ -118,6 +122,18 @@ class ServingSettings(BaseSettings):
             raise ValueError(
                 "must look like models:/<name>@<alias> (follows the alias) or "
                 "models:/<name>/<version> (pinned)"
+            )
+        return value
+
+    @field_validator("accept_parquet")
+    @classmethod
+    def _check_parquet_reader(cls, value: bool) -> bool:
+        # The model-server image leaves pyarrow out unless built with PARQUET=1 (130 MB, for a
+        # content type that is off by default): say so at start, not as a 500 per request.
+        if value and importlib.util.find_spec("pyarrow") is None:
+            raise ValueError(
+                "needs pyarrow, which this installation lacks (the model-server image: build "
+                "it with --build-arg PARQUET=1)"
             )
         return value
 

@@ -5,6 +5,21 @@
 
 import sys
 
+from common.secret_files import read_or_exit
+
+# Secrets may come as files (compose `secrets:`): NAME_FILE is read into NAME before the
+# settings or MLflow read NAME (common/secret_files.py).
+read_or_exit(
+    [
+        "TRACKING_BACKEND_STORE_URI",
+        "TRACKING_DB_PASSWORD",
+        "TRACKING_TRAINER_PASSWORD",
+        "TRACKING_MODEL_SERVER_PASSWORD",
+        "MLFLOW_AUTH_ADMIN_PASSWORD",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    ]
+)
+
 if sys.argv[1:] == ["migrate"]:
     from tracking.migrate import main
 elif sys.argv[1:]:

@@ -28,6 +28,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.facts import CHAMPION, MODEL_NAME
+from common.secret_files import read_or_exit
 from training.registry import DEFAULT_TRACKING_URI, wait_until_up
 
 MODES = ("if-no-champion", "always")
@@ -88,6 +89,9 @@ def run_step(*argv: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     extra = list(sys.argv[1:] if argv is None else argv)
+    # The trainer's MLflow password may come as a file (compose `secrets:`); the steps it runs
+    # inherit it as MLflow's own variable.
+    read_or_exit(["MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"])
     settings = load_settings()
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
     wait_until_up(tracking_uri, settings.wait_seconds)

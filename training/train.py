@@ -2,7 +2,7 @@
 
     python -m training.train                       # built-in data, boosted trees
     python -m training.train --classifier logreg
-    python -m training.train --data loans.csv --target defaulted
+    python -m training.train --data loans.csv --target defaulted --reasons my-reasons.yaml
 
 Prints one line with the registered version; exits 2 with one line on bad input, before
 anything is logged or registered.
@@ -26,10 +26,19 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from common.facts import REASON_CODES_KEY
 from training import credit_model
 from training.contract import CONTRACT_KEY, build_contract, read_overrides
 from training.data import DataError, TrainingData, builtin_data, load_user_data
 from training.evaluate import best_threshold, classification_metrics, figures
+from training.explain import (
+    DEFAULT_REASON_TABLE,
+    build_explainer,
+    global_figure,
+    read_reason_table,
+    reason_codes,
+    save_explainer,
+)
 from training.pipeline import CLASSIFIERS, build_pipeline
 from training.registry import DEFAULT_MODEL_NAME, CliError, cli_main, configure_client
 
@@ -62,6 +71,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="JSON file overriding the input contract's rules per column (training/README.md)",
     )
+    parser.add_argument(
+        "--reasons",
+        type=Path,
+        help=f"YAML reason table: a code and officer text per input column "
+        f"(default: {DEFAULT_REASON_TABLE.relative_to(DEFAULT_REASON_TABLE.parents[1])}, "
+        "the built-in data's)",
+    )
     args = parser.parse_args(argv)
     if args.data and not args.target:
         parser.error("--data needs --target COLUMN, the column that says who defaulted")
@@ -80,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             else builtin_data(args.rows, args.seed)
         )
         args.contract_overrides = read_overrides(args.contract)
+        args.reason_table = read_reason_table(args.reasons, list(feature_columns(data)))
     except DataError as error:
         raise CliError(str(error)) from None
     configure_client(args.tracking_uri)
@@ -129,6 +146,7 @@ def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
         )
     except DataError as error:
         raise CliError(str(error)) from None
+    reason_table = reason_table_of(data, args)
     fitted = fit_and_evaluate(data, splits, args.classifier, args.seed)
     mlflow.set_experiment(args.experiment)
     with mlflow.start_run(run_name=f"{args.classifier}-{data_hash(data.frame)[:8]}") as run:
@@ -142,6 +160,7 @@ def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
             fitted.threshold,
             args.model_name,
             contract,
+            reason_table,
         )
         log_held_out(splits, data.target)
     version = model_info.registered_model_version
@@ -155,9 +174,25 @@ def train_and_register(data: TrainingData, args: argparse.Namespace) -> dict:
     }
 
 
+def feature_columns(data: TrainingData) -> tuple[str, ...]:
+    """The model's input columns, in the order it is trained on."""
+    return data.numeric_columns + data.categorical_columns
+
+
+def reason_table_of(data: TrainingData, args: argparse.Namespace) -> dict[str, dict]:
+    """The reason table main() read, or the one --reasons (default file) names."""
+    table = getattr(args, "reason_table", None)
+    if table is not None:
+        return table
+    try:
+        return read_reason_table(getattr(args, "reasons", None), list(feature_columns(data)))
+    except DataError as error:
+        raise CliError(str(error)) from None
+
+
 def split_data(data: TrainingData, seed: int) -> Splits:
     """60 % train, 20 % validation, 20 % test, each with the same share of defaults."""
-    x = data.frame[list(data.numeric_columns + data.categorical_columns)]
+    x = data.frame[list(feature_columns(data))]
     y = data.frame[data.target]
     x_rest, x_test, y_rest, y_test = train_test_split(
         x, y, test_size=0.2, stratify=y, random_state=seed
@@ -262,16 +297,19 @@ def log_model(
     threshold: float,
     model_name: str,
     contract: dict | None = None,
+    reason_table: dict[str, dict] | None = None,
 ):
     """Log the pipeline in skops format behind the models-from-code pyfunc and register it.
 
     `contract` (training/contract.py) goes into the MLmodel metadata: the model server
-    enforces it, `GET /model` reports it, the APEX kit is rendered from it.
+    enforces it, `GET /model` reports it, the APEX kit is rendered from it. With a
+    `reason_table` (training/explain.py) the model also carries its explainer and answers
+    reason codes when a request's params ask (`reasons`, declared in the signature).
     """
     import mlflow
     import skops.io
     from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
     unreviewed = untrusted - set(credit_model.TRUSTED_TYPES)
@@ -293,18 +331,27 @@ def log_model(
             ]
         ),
         outputs=Schema([ColSpec("double", "probability"), ColSpec("long", "label")]),
+        # How many reason codes each row should carry; 0 (the default): none, as before.
+        params=ParamSchema([ParamSpec(credit_model.REASONS_PARAM, "integer", 0)])
+        if reason_table
+        else None,
     )
+    metadata = {CONTRACT_KEY: contract} if contract else {}
     with tempfile.TemporaryDirectory() as tmp:
         pipeline_path = Path(tmp) / "pipeline.skops"
         skops.io.dump(pipeline, pipeline_path)
+        artifacts = {credit_model.PIPELINE_ARTIFACT: str(pipeline_path)}
+        if reason_table:
+            artifacts |= write_explainer(pipeline, x_train, x_test, threshold, reason_table, tmp)
+            metadata[REASON_CODES_KEY] = reason_codes(reason_table)
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
-            artifacts={credit_model.PIPELINE_ARTIFACT: str(pipeline_path)},
+            artifacts=artifacts,
             model_config={"threshold": threshold},
             signature=signature,
             input_example=example,
-            metadata={CONTRACT_KEY: contract} if contract else None,
+            metadata=metadata or None,
             registered_model_name=model_name,
             # Listed rather than inferred: inference would run the model in a subprocess.
             pip_requirements=[
@@ -312,6 +359,33 @@ def log_model(
                 for p in ("mlflow", "scikit-learn", "pandas", "numpy", "skops")
             ],
         )
+
+
+def write_explainer(
+    pipeline, x_train: pd.DataFrame, x_test: pd.DataFrame, threshold, reason_table, folder
+) -> dict[str, str]:
+    """The explainer arrays and the reason table as model artifacts; the reference applicants
+    and the global explanation plot go to the run (training/explain.py)."""
+    import mlflow
+
+    arrays, reference = build_explainer(pipeline, x_train, threshold)
+    explainer_path = Path(folder) / "explainer.npz"
+    save_explainer(arrays, explainer_path)
+    table_path = Path(folder) / "reason_table.json"
+    table_path.write_text(json.dumps(reason_table, indent=2) + "\n", encoding="utf-8")
+    reference_path = Path(folder) / "reference.parquet"
+    reference.to_parquet(reference_path)
+    mlflow.log_artifact(str(reference_path), artifact_path="explanations")
+    explainer = credit_model.Explainer(arrays, reason_table)
+    sample = x_test.head(1000)
+    contributions = explainer.contributions(credit_model._dense(pipeline[:-1].transform(sample)))
+    mlflow.log_figure(
+        global_figure(contributions, explainer.columns), "plots/reason_contributions.png"
+    )
+    return {
+        credit_model.EXPLAINER_ARTIFACT: str(explainer_path),
+        credit_model.REASON_TABLE_ARTIFACT: str(table_path),
+    }
 
 
 def data_hash(frame: pd.DataFrame) -> str:

@@ -166,6 +166,24 @@ create or replace package body credit_risk_api is
    end item_json;
 
    -- ---------------------------------------------------------------------------------------------
+   -- ,"params":{"reasons":N} for N > 0, else nothing (the body as without reasons); mirrored
+   -- by apex/body.py params_json.
+   function params_json(in_reason_count in pls_integer) return varchar2 is
+   begin
+      if in_reason_count is null or in_reason_count = 0 then
+         return null;
+      end if;
+      if in_reason_count < 0 or in_reason_count > co_max_reasons then
+         raise_application_error(
+            co_err_bad_input,
+            'in_reason_count is ' || in_reason_count || '; ask for 0 to ' || co_max_reasons
+            || ' reasons'
+         );
+      end if;
+      return ',"params":{"reasons":' || to_char(in_reason_count, 'fm99990') || '}';
+   end params_json;
+
+   -- ---------------------------------------------------------------------------------------------
    function response_header(in_name in varchar2) return varchar2 is
    begin
       <<headers>>
@@ -321,6 +339,8 @@ create or replace package body credit_risk_api is
       l_predictions json_array_t;
       l_prediction  json_object_t;
       l_scores      t_scores;
+      l_reasons     json_array_t;
+      l_reason      json_object_t;
    begin
       l_predictions := json_object_t.parse(in_response).get_array('predictions');
       if l_predictions is null or l_predictions.get_size != in_expected_rows then
@@ -337,12 +357,29 @@ create or replace package body credit_risk_api is
          l_scores(l_index + 1).probability := l_prediction.get_number('probability');
          l_scores(l_index + 1).label := l_prediction.get_number('label');
          l_scores(l_index + 1).model_version := in_model_version;
+         -- $.predictions[i].reasons: only there when reasons were asked for.
+         if l_prediction.has('reasons') then
+            l_reasons := l_prediction.get_array('reasons');
+            l_scores(l_index + 1).reasons_json := l_reasons.to_clob;
+            <<reasons>>
+            for l_reason_index in 0 .. l_reasons.get_size - 1
+            loop
+               l_reason := treat(l_reasons.get(l_reason_index) as json_object_t);
+               l_scores(l_index + 1).reasons(l_reason_index + 1).code := l_reason.get_string('code');
+               l_scores(l_index + 1).reasons(l_reason_index + 1).column_name := l_reason.get_string('column');
+               l_scores(l_index + 1).reasons(l_reason_index + 1).reason_text := l_reason.get_string('text');
+               l_scores(l_index + 1).reasons(l_reason_index + 1).contribution := l_reason.get_number('contribution');
+            end loop reasons;
+         end if;
       end loop predictions;
       return l_scores;
    end parse_scores;
 
    -- ---------------------------------------------------------------------------------------------
-   function request_body(in_applicants in t_applicants) return clob is
+   function request_body(
+      in_applicants    in t_applicants,
+      in_reason_count  in pls_integer default 0
+   ) return clob is
       l_body  clob;
       l_index pls_integer := in_applicants.first;
    begin
@@ -427,7 +464,7 @@ create or replace package body credit_risk_api is
          append(io_body => l_body, in_text => '}');
          l_index := in_applicants.next(l_index);
       end loop applicants;
-      append(io_body => l_body, in_text => ']}');
+      append(io_body => l_body, in_text => ']' || params_json(in_reason_count) || '}');
       return l_body;
    end request_body;
 
@@ -443,7 +480,8 @@ create or replace package body credit_risk_api is
       in_num_open_accounts in varchar2,
       in_term in varchar2,
       in_home_ownership in varchar2,
-      in_loan_purpose in varchar2
+      in_loan_purpose in varchar2,
+      in_reason_count in pls_integer default 0
    ) return clob is
       l_body clob;
    begin
@@ -559,20 +597,21 @@ create or replace package body credit_risk_api is
                           in_item     => 'P1_LOAN_PURPOSE'
                        )
       );
-      append(io_body => l_body, in_text => '}]}');
+      append(io_body => l_body, in_text => '}]' || params_json(in_reason_count) || '}');
       return l_body;
    end request_body_from_items;
 
    -- ---------------------------------------------------------------------------------------------
    function score(
       in_applicants in t_applicants,
-      in_timeout    in pls_integer default null
+      in_timeout    in pls_integer default null,
+      in_reason_count in pls_integer default 0
    ) return t_scores is
       l_model_version varchar2(30 char);
       l_response      clob;
    begin
       l_response := invoke(
-                       in_body           => request_body(in_applicants),
+                       in_body           => request_body(in_applicants, in_reason_count),
                        in_timeout        => in_timeout,
                        out_model_version => l_model_version
                     );
@@ -596,7 +635,8 @@ create or replace package body credit_risk_api is
       in_term in varchar2,
       in_home_ownership in varchar2,
       in_loan_purpose in varchar2,
-      in_timeout in pls_integer default null
+      in_timeout in pls_integer default null,
+      in_reason_count in pls_integer default 0
    ) return r_score is
       l_applicants t_applicants;
       l_scores     t_scores;
@@ -612,7 +652,11 @@ create or replace package body credit_risk_api is
       l_applicants(1).term := in_term;
       l_applicants(1).home_ownership := in_home_ownership;
       l_applicants(1).loan_purpose := in_loan_purpose;
-      l_scores := score(in_applicants => l_applicants, in_timeout => in_timeout);
+      l_scores := score(
+                     in_applicants   => l_applicants,
+                     in_timeout      => in_timeout,
+                     in_reason_count => in_reason_count
+                  );
       return l_scores(1);
    end score_one;
 
@@ -661,5 +705,70 @@ create or replace package body credit_risk_api is
       out_probability := l_scores(1).probability;
       out_label := l_scores(1).label;
    end score_items;
+
+   -- ---------------------------------------------------------------------------------------------
+   procedure score_items_with_reasons(
+      in_annual_income in varchar2,
+      in_loan_amount in varchar2,
+      in_employment_length_years in varchar2,
+      in_debt_to_income in varchar2,
+      in_num_delinquencies in varchar2,
+      in_credit_history_years in varchar2,
+      in_revolving_utilization in varchar2,
+      in_num_open_accounts in varchar2,
+      in_term in varchar2,
+      in_home_ownership in varchar2,
+      in_loan_purpose in varchar2,
+      in_reason_count in pls_integer default co_default_reasons,
+      out_probability out number,
+      out_label out number,
+      out_model_version out varchar2,
+      out_reasons out clob
+   ) is
+      l_response clob;
+      l_scores   t_scores;
+   begin
+      l_response := invoke(
+                       in_body           => request_body_from_items(
+                                               in_annual_income => in_annual_income,
+                                               in_loan_amount => in_loan_amount,
+                                               in_employment_length_years => in_employment_length_years,
+                                               in_debt_to_income => in_debt_to_income,
+                                               in_num_delinquencies => in_num_delinquencies,
+                                               in_credit_history_years => in_credit_history_years,
+                                               in_revolving_utilization => in_revolving_utilization,
+                                               in_num_open_accounts => in_num_open_accounts,
+                                               in_term => in_term,
+                                               in_home_ownership => in_home_ownership,
+                                               in_loan_purpose => in_loan_purpose,
+                                               in_reason_count => in_reason_count
+                                            ),
+                       in_timeout        => null,
+                       out_model_version => out_model_version
+                    );
+      l_scores := parse_scores(
+                     in_response      => l_response,
+                     in_expected_rows => 1,
+                     in_model_version => out_model_version
+                  );
+      out_probability := l_scores(1).probability;
+      out_label := l_scores(1).label;
+      out_reasons := coalesce(l_scores(1).reasons_json, to_clob('[]'));
+   end score_items_with_reasons;
+
+   -- ---------------------------------------------------------------------------------------------
+   function reason_lines(in_reasons in t_reasons) return varchar2 is
+      l_lines varchar2(32767 byte);
+      l_index pls_integer := in_reasons.first;
+   begin
+      <<reasons>>
+      while l_index is not null
+      loop
+         l_lines := l_lines || case when l_lines is not null then chr(10) end
+                    || in_reasons(l_index).code || ' ' || in_reasons(l_index).reason_text;
+         l_index := in_reasons.next(l_index);
+      end loop reasons;
+      return l_lines;
+   end reason_lines;
 end credit_risk_api;
 /

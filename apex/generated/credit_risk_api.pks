@@ -35,16 +35,35 @@ create or replace package credit_risk_api authid definer is
    );
    type t_applicants is table of r_applicant index by pls_integer;
 
+   -- One principal reason of a score: a column of the model's reason table (GET /model lists
+   -- it: R01, R02, R03, R04, R05, R06, R07, R08, R09, R10, R11) and how much it raised the log-odds of
+   -- default above the applicants who were just approved. A score's reasons: largest first.
+   type r_reason is record (
+      code         varchar2(16 char),
+      column_name  varchar2(128 char),
+      reason_text  varchar2(400 char),
+      contribution number
+   );
+   type t_reasons is table of r_reason index by pls_integer;
+   co_default_reasons constant pls_integer := 4;   -- what an adverse-action notice lists
+   co_max_reasons     constant pls_integer := 11;   -- one per input column
+
    -- One answer: the model's output columns and the registry version that answered.
    type r_score is record (
       probability number,
       label number,
+      reasons       t_reasons,   -- empty unless reasons were asked for
+      reasons_json  clob,        -- the same as the JSON array the gateway answered
       model_version varchar2(30 char)
    );
    type t_scores is table of r_score index by pls_integer;
 
    -- The JSON request body for rows 1..n of in_applicants (one call scores them all).
-   function request_body(in_applicants in t_applicants) return clob;
+   -- in_reason_count > 0 asks for that many reasons per row (MLflow params.reasons).
+   function request_body(
+      in_applicants    in t_applicants,
+      in_reason_count  in pls_integer default 0
+   ) return clob;
 
    -- The JSON request body for one applicant from page-item strings: empty items are null,
    -- numbers need a dot as decimal separator (a comma raises -20400 naming the item).
@@ -60,13 +79,15 @@ create or replace package credit_risk_api authid definer is
       in_num_open_accounts in varchar2,
       in_term in varchar2,
       in_home_ownership in varchar2,
-      in_loan_purpose in varchar2
+      in_loan_purpose in varchar2,
+      in_reason_count in pls_integer default 0
    ) return clob;
 
    -- Score many applicants in one HTTPS call; result row i answers applicant i.
    function score(
       in_applicants in t_applicants,
-      in_timeout    in pls_integer default null
+      in_timeout    in pls_integer default null,
+      in_reason_count in pls_integer default 0
    ) return t_scores;
 
    -- Score one applicant from typed values.
@@ -82,7 +103,8 @@ create or replace package credit_risk_api authid definer is
       in_term in varchar2,
       in_home_ownership in varchar2,
       in_loan_purpose in varchar2,
-      in_timeout in pls_integer default null
+      in_timeout in pls_integer default null,
+      in_reason_count in pls_integer default 0
    ) return r_score;
 
    -- Score one applicant from page-item strings (a single PL/SQL page process on SUBMIT).
@@ -102,5 +124,31 @@ create or replace package credit_risk_api authid definer is
       out_label out number,
       out_model_version out varchar2
    );
+
+   -- The same with the principal reasons: out_reasons is the JSON array of the answer,
+   -- [{"code","column","text","contribution"}, ...], largest first (a page shows it with
+   -- json_table, apex/generated/rest-data-source.md). in_reason_count 0 asks for none.
+   procedure score_items_with_reasons(
+      in_annual_income in varchar2,
+      in_loan_amount in varchar2,
+      in_employment_length_years in varchar2,
+      in_debt_to_income in varchar2,
+      in_num_delinquencies in varchar2,
+      in_credit_history_years in varchar2,
+      in_revolving_utilization in varchar2,
+      in_num_open_accounts in varchar2,
+      in_term in varchar2,
+      in_home_ownership in varchar2,
+      in_loan_purpose in varchar2,
+      in_reason_count in pls_integer default co_default_reasons,
+      out_probability out number,
+      out_label out number,
+      out_model_version out varchar2,
+      out_reasons out clob
+   );
+
+   -- The reasons as lines "R04 Excessive obligations in relation to income", one per reason,
+   -- for a display-only page item or a letter.
+   function reason_lines(in_reasons in t_reasons) return varchar2;
 end credit_risk_api;
 /

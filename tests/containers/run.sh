@@ -80,13 +80,10 @@ else
   gateway_uid=$(id -u)
 fi
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-password() { openssl rand -hex 16; }
+# The stack's passwords as compose secret files, made by `make compose-secrets`'s own code.
+"$PY" -m common.secret_files generate "$work/secrets" >/dev/null
 cat >"$work/.env" <<ENV
-POSTGRES_PASSWORD=$(password)
-MLFLOW_ADMIN_PASSWORD=$(password)
-MLFLOW_SECRET_KEY=$(password)
-MLFLOW_TRAINER_PASSWORD=$(password)
-MLFLOW_MODEL_SERVER_PASSWORD=$(password)
+COMPOSE_SECRETS_DIR=$work/secrets
 IMAGE_TAG=check
 GATEWAY_BIND_ADDRESS=127.0.0.1
 GATEWAY_HTTPS_PUBLISH_PORT=$(free_port)
@@ -124,16 +121,10 @@ export CONTAINERS_CHECK=1 CONTAINERS_ENGINE=$engine CONTAINERS_PROJECT=$project 
   CONTAINERS_COMPOSE="${compose[*]}" CONTAINERS_FILES="${files[*]}" \
   CONTAINERS_CA="$work/tls/ca.crt" CONTAINERS_API_KEY="$api_key" \
   CONTAINERS_IMAGE_PREFIX=localhost/credit-risk
-# The compose stack, then the Container Instance pod against the stack's MLflow. Each prints
-# its time (--durations). The Kubernetes dev overlay under podman kube play is not finished
-# (its MLflow pod restarts; tests/containers/README.md): it runs only when asked for, with
-# CONTAINERS_KUBE_PLAY=1, and this line says so on every run.
-checks=(tests/containers/test_stack.py tests/containers/test_container_instance_pod.py)
-if [ "${CONTAINERS_KUBE_PLAY:-0}" = 1 ]; then
-  checks=(tests/containers/test_kube_play.py "${checks[@]}")
-else
-  echo "containers: NOT RUN: the kube play check of the dev overlay (unfinished; CONTAINERS_KUBE_PLAY=1 runs it)"
-fi
+# The Kubernetes dev overlay under podman kube play, the compose stack, then the Container
+# Instance pod against the stack's MLflow. Each prints its time (--durations).
+checks=(tests/containers/test_kube_play.py tests/containers/test_stack.py
+  tests/containers/test_container_instance_pod.py)
 setsid timeout "${CONTAINERS_TIMEOUT:-2700}" "$PY" -m pytest -m containers -p no:cacheprovider \
   -o timeout=2400 --durations=0 --durations-min=5 "${checks[@]}" "$@" &
 checker=$!

@@ -81,7 +81,11 @@ def render_request(workdir: Path) -> dict:
         "gateway-tls/tls.key": (tls / "server.key").read_text(),
         "gateway-api-keys/api-keys.map": Path(os.environ["API_KEYS_FILE"]).read_text(),
         "model-server-registry/username": "model-server",
-        "model-server-registry/password": os.environ["MLFLOW_MODEL_SERVER_PASSWORD"],
+        "model-server-registry/password": (
+            Path(os.environ["COMPOSE_SECRETS_DIR"]) / "mlflow-model-server-password"
+        )
+        .read_text()
+        .strip(),
     }
     for name, text in files.items():
         path = secrets / name
@@ -304,15 +308,18 @@ def test_prediction_without_key_is_401(instance, stack):
 
 
 def test_failing_model_server_fails_its_check_and_the_gateway_health(instance, stack):
-    """The model server stops: its request check fails (OCI kills and restarts it), the
-    gateway's /healthz answers 503, and the instance serves again once it is back."""
-    model_server = next(
-        c for c in instance.request["containers"] if c["displayName"] == "model-server"
-    )
-    check = model_server["healthChecks"][0]
+    """The model server stops: its request check fails (OCI kills and restarts it), so does
+    the gateway's (an HTTP check of /healthz on the plain-HTTP port, which proxies to the model
+    server), the gateway's /healthz answers 503, and the instance serves again once it is back."""
+    checks = {c["displayName"]: c["healthChecks"][0] for c in instance.request["containers"]}
+    check = checks["model-server"]
     engine("stop", "-t", "10", instance.containers["model-server"])
     try:
         assert not instance.probe(check), "the model server's check passes while it is down"
+        assert checks["gateway"]["healthCheckType"] == "HTTP", checks["gateway"]
+        assert not instance.probe(checks["gateway"]), (
+            "the gateway's check passes while the model server behind it is down"
+        )
         health = requests.get(
             f"https://localhost:{instance.https_port}/healthz", verify=stack.ca_file, timeout=30
         )
@@ -323,4 +330,5 @@ def test_failing_model_server_fails_its_check_and_the_gateway_health(instance, s
     finally:
         engine("start", instance.containers["model-server"])
     instance.wait_passing(check)
+    instance.wait_passing(checks["gateway"])
     assert keyed_prediction(instance, stack.api_key, stack.ca_file).status_code == 200

@@ -364,8 +364,10 @@ class KubePlay:
             "--rm",
             "--label",
             "credit-risk-check=kube-play",
-            "--network",
-            f"container:{self.infra(self.pods[workload])}",
+            # Inside the pod: podman 4.3 refuses `--network container:<infra>` for a container
+            # outside the pod ("containers not in pods cannot depend on containers in pods").
+            "--pod",
+            self.pods[workload],
             "--read-only",
             "--cap-drop",
             "ALL",

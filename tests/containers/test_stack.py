@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,20 @@ def test_runs_as_non_root_on_read_only_root(stack, service):
     user = info["Config"].get("User") or "root"
     assert user.split(":")[0] not in {"", "0", "root"}, f"{service} runs as {user!r}"
     assert info["HostConfig"]["ReadonlyRootfs"] is True
+
+
+@pytest.mark.parametrize("service", LONG_RUNNING + ONE_SHOT)
+def test_no_secret_in_the_container_definition(stack, service):
+    """Secrets reach the services as files (compose `secrets:`): what `inspect` shows of the
+    container (environment, command, labels) holds none of them."""
+    folder = Path(os.environ["COMPOSE_SECRETS_DIR"])
+    secrets = [path.read_text().strip() for path in sorted(folder.iterdir())]
+    assert len(secrets) >= 5 and all(len(secret) >= 24 for secret in secrets)
+    info = stack.inspect(service)
+    shown = json.dumps({"config": info["Config"], "args": info.get("Args")})
+    leaked = [path.name for path, secret in zip(sorted(folder.iterdir()), secrets, strict=True)
+              if secret in shown]  # fmt: skip
+    assert not leaked, f"{service}: {leaked} visible in inspect"
 
 
 def test_prediction_over_https_with_key(stack):
@@ -78,7 +93,12 @@ def test_mlflow_ui_refuses_unauthenticated(stack, auth):
 
 
 def test_model_server_user_reads_but_cannot_write(stack):
-    auth = ("model-server", os.environ["MLFLOW_MODEL_SERVER_PASSWORD"])
+    auth = (
+        "model-server",
+        (Path(os.environ["COMPOSE_SECRETS_DIR"]) / "mlflow-model-server-password")
+        .read_text()
+        .strip(),
+    )
     base = f"{stack.mlflow_ui}/api/2.0/mlflow"
     found = requests.get(
         f"{base}/registered-models/alias",
@@ -96,3 +116,38 @@ def test_model_server_user_reads_but_cannot_write(stack):
         timeout=30,
     )
     assert moved.status_code == 403, moved.text
+
+
+def model_server_image() -> str:
+    return f"{os.environ['CONTAINERS_IMAGE_PREFIX']}/model-server:{os.environ['IMAGE_TAG']}"
+
+
+def test_model_server_image_holds_only_what_serving_needs(stack):
+    """Issue 14's budget: at most 600 MB on the stand-in base; no pyarrow unless PARQUET=1."""
+    size = int(
+        subprocess.run(
+            [stack.engine, "image", "inspect", "--format", "{{.Size}}", model_server_image()],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()
+    )  # fmt: skip
+    assert size <= 600 * 10**6, f"model-server image is {size / 10**6:.0f} MB"
+    probe = subprocess.run(
+        [stack.engine, "run", "--rm", "--read-only", "--entrypoint", "python",
+         model_server_image(), "-c",
+         "import importlib.util as u; "
+         "print(u.find_spec('pyarrow') is None, u.find_spec('matplotlib') is None)"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert probe.stdout.split() == ["True", "True"], probe.stdout
+
+
+def test_parquet_without_pyarrow_stops_the_server_in_one_line(stack):
+    result = subprocess.run(
+        [stack.engine, "run", "--rm", "--read-only", "-e", "SERVING_ACCEPT_PARQUET=true",
+         "--entrypoint", "python", model_server_image(), "-c",
+         "from serving.settings import load_settings; load_settings()"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "SERVING_ACCEPT_PARQUET" in result.stderr and "PARQUET=1" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

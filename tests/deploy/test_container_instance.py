@@ -144,9 +144,13 @@ def test_gateway_and_model_server_share_localhost(request_body, rendered):
         assert mounts == sorted(mounts, key=lambda p: p.count("/"))
     assert server["healthChecks"][0]["path"] == "/healthz/live"
     assert server["healthChecks"][0]["port"] == facts.MODEL_SERVER_PORT
-    assert (
-        gateway["healthChecks"][0] | {"port": facts.GATEWAY_HTTPS_PORT, "healthCheckType": "TCP"}
-        == (gateway["healthChecks"][0])
+    # OCI probes plain HTTP: the gateway's /healthz on its plain-HTTP port, which proxies to
+    # the model server (a TCP check of 8443 would pass with the model server dead).
+    check = gateway["healthChecks"][0]
+    assert (check["healthCheckType"], check["port"], check["path"]) == (
+        "HTTP",
+        facts.GATEWAY_HTTP_PORT,
+        "/healthz",
     )
 
 

@@ -27,6 +27,13 @@ def churn_csv(tmp_path):
     frame["churned"] = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
     path = tmp_path / "churn.csv"
     frame.to_csv(path, index=False)
+    # The data's reason table: a user's file needs its own (training/README.md).
+    (tmp_path / "churn-reasons.yaml").write_text(
+        "columns:\n"
+        "  tenure_months: {code: C01, text: Short time as a customer}\n"
+        "  monthly_spend: {code: C02, text: Monthly spend}\n"
+        "  region: {code: C03, text: Region}\n"
+    )
     return path
 
 
@@ -35,6 +42,7 @@ def test_model_with_other_columns_gets_matching_artifacts(mlflow_server, churn_c
     out = run_cli(
         "training.train",
         *("--model-name", MODEL, "--data", str(churn_csv), "--target", "churned"),
+        *("--reasons", str(churn_csv.with_name("churn-reasons.yaml"))),
         tracking_uri=uri,
     )
     assert out.returncode == 0, out.stderr

@@ -242,6 +242,9 @@ def test_model_server_down_is_503_json(gateway_stack, tls_dir, tmp_path):
         assert response.headers["Retry-After"]
         health = requests.get(f"{gateway.url}/healthz", timeout=10, verify=gateway.ca_cert)
         assert_json_error(health, 503, "unavailable")
+        # The plain-HTTP health route (OCI's checks) sees the dead model server as well.
+        plain = requests.get(f"http://127.0.0.1:{gateway.http_port}/healthz", timeout=10)
+        assert_json_error(plain, 503, "unavailable")
     finally:
         gateway.stop()
 
@@ -255,6 +258,18 @@ def test_plain_http_redirects_to_https(gateway_stack):
     assert response.headers["Location"] == (
         f"https://localhost:{gateway_stack.gateway.https_port}/invocations?x=1"
     )
+
+
+def test_plain_http_answers_only_the_health_route(gateway_stack):
+    """For probes that speak only plain HTTP (OCI Container Instances): /healthz answers
+    from the model server, tells nothing about the model, and the API stays HTTPS-only."""
+    base = f"http://127.0.0.1:{gateway_stack.gateway.http_port}"
+    health = requests.get(f"{base}/healthz", allow_redirects=False, timeout=5)
+    assert health.status_code == 200, health.text
+    assert health.json() == {"status": "alive"}
+    assert "X-Model-Version" not in health.headers and "X-Model-Name" not in health.headers
+    for path in ("/model", "/invocations", "/healthz/live", "/metrics"):
+        assert requests.get(base + path, allow_redirects=False, timeout=5).status_code == 301
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])

@@ -43,7 +43,13 @@ def test_train_promote_reject_and_roll_back(server, tmp_path):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {
         f"plots/{n}.png"
-        for n in ("roc_curve", "calibration_curve", "confusion_matrix", "feature_importance")
+        for n in (
+            "roc_curve",
+            "calibration_curve",
+            "confusion_matrix",
+            "feature_importance",
+            "reason_contributions",  # the global explanation of the reason codes
+        )
     }
     assert run.inputs.dataset_inputs, "the data set is logged with mlflow.data"
 

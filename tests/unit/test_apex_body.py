@@ -122,3 +122,22 @@ def test_page_items_are_named_after_the_column():
     assert Column("date", "string").ident == "date_"
     assert Column("date", "string").item(1) == "P1_DATE"
     assert Column("1st", "double").ident == "c_1st"
+
+
+def test_reasons_add_mlflow_params_and_zero_leaves_the_body_as_before():
+    from pathlib import Path
+
+    from apex.body import params_json
+
+    columns = [Column("income", "double"), Column("term", "string")]
+    row = {"income": "72000", "term": "36 months"}
+    plain = request_body(columns, [row])
+    assert request_body(columns, [row], reasons=0) == plain
+    with_reasons = request_body(columns, [row], reasons=4)
+    assert json.loads(with_reasons) == {**json.loads(plain), "params": {"reasons": 4}}
+    assert with_reasons == plain[:-1] + ',"params":{"reasons":4}}'
+    with pytest.raises(BodyError, match="below 0"):
+        params_json(-1)
+    # The PL/SQL package writes the same text (apex/templates/credit_risk_api.pkb.j2).
+    package = Path(__file__).resolve().parents[2] / "apex" / "generated" / "credit_risk_api.pkb"
+    assert """',"params":{"reasons":' || to_char(in_reason_count""" in package.read_text()

@@ -101,10 +101,15 @@ def test_openapi_types_the_default_columns(default_files):
     split = document["components"]["schemas"]["SplitRequest"]["properties"]["dataframe_split"]
     assert split["properties"]["columns"]["items"]["enum"] == record["required"]
     prediction = document["components"]["schemas"]["Prediction"]
+    assert prediction["required"] == ["probability", "label"]
+    reasons = prediction["properties"].pop("reasons")
     assert prediction["properties"] == {
         "probability": {"type": "number", "format": "double"},
         "label": {"type": "integer", "format": "int64"},
     }
+    # Reason codes: optional on a prediction, asked for with params on either body.
+    assert reasons["items"] == {"$ref": "#/components/schemas/Reason"}
+    assert reasons["maxItems"] == 11
     headers = document["paths"]["/invocations"]["post"]["responses"]["200"]["headers"]
     assert {"X-Model-Name", "X-Model-Version", "X-Request-ID"} <= set(headers)
 

@@ -12,7 +12,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 "$here/debian-base.sh" "$engine"
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp "$here"/python.Dockerfile "$here"/postgres.Dockerfile "$here"/postgres-entrypoint.sh "$context/"
+cp "$here"/python.Dockerfile "$here"/postgres.Dockerfile "$here"/postgres-entrypoint.sh \
+  "$here"/docker-clean.conf "$context/"
 # pip inside image builds trusts what this host trusts (see python.Dockerfile).
 cp /etc/ssl/certs/ca-certificates.crt "$context/ca-certificates.crt"
 format=()
