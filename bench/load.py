@@ -60,8 +60,10 @@ def session_cpu_seconds(sessions: list[int]) -> float:
     return ticks / CLOCK_TICKS
 
 
-def run_wrk(url: str, payload: Path, concurrency: int, duration: int, api_key: str = "") -> dict:
-    """Run wrk with post.lua and return its BENCH_JSON summary."""
+def run_wrk(
+    url: str, payload: Path | None, concurrency: int, duration: int, api_key: str = ""
+) -> dict:
+    """Run wrk with post.lua and return its BENCH_JSON summary (payload None: a GET)."""
     command = [
         "wrk",
         f"-t{min(concurrency, 2)}",
@@ -73,7 +75,8 @@ def run_wrk(url: str, payload: Path, concurrency: int, duration: int, api_key: s
         str(LUA),
         url,
     ]
-    env = {**os.environ, "PAYLOAD": str(payload), "API_KEY": api_key}
+    env = {**os.environ, "API_KEY": api_key}
+    env.update({"PAYLOAD": str(payload)} if payload else {"METHOD": "GET"})
     result = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=duration + 60, check=False
     )
@@ -89,7 +92,7 @@ def measure(
     system_key: str,
     url: str,
     sessions: list[int],
-    payload: Path,
+    payload: Path | None,
     rows: int,
     concurrency: int,
     duration: int,

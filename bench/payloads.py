@@ -13,8 +13,8 @@ from training.data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, generate_credit_
 SEED = 7
 
 
-def records(rows: int) -> list[dict]:
-    frame = generate_credit_data(max(rows, 10), seed=SEED).head(rows)
+def records(rows: int, seed: int = SEED) -> list[dict]:
+    frame = generate_credit_data(max(rows, 10), seed=seed).head(rows)
     columns = list(NUMERIC_COLUMNS + CATEGORICAL_COLUMNS)
     return [
         {name: None if isinstance(value, float) and math.isnan(value) else value

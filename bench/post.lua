@@ -1,15 +1,18 @@
--- wrk script: POST the body in $PAYLOAD to the URL, with $API_KEY as X-API-Key when set.
+-- wrk script: POST the body in $PAYLOAD to the URL, with $API_KEY as X-API-Key when set;
+-- with METHOD=GET (and no PAYLOAD) a bodiless GET instead (the bare HTTP path, GET /model).
 -- At the end it prints one line `BENCH_JSON {...}` that bench/load.py reads (times in µs).
 -- Docs: https://github.com/wg/wrk/blob/master/SCRIPTING
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.method = os.getenv("METHOD") or "POST"
 local key = os.getenv("API_KEY")
 if key and key ~= "" then
   wrk.headers["X-API-Key"] = key
 end
-local file = assert(io.open(os.getenv("PAYLOAD"), "rb"))
-wrk.body = file:read("*a")
-file:close()
+if wrk.method == "POST" then
+  wrk.headers["Content-Type"] = "application/json"
+  local file = assert(io.open(os.getenv("PAYLOAD"), "rb"))
+  wrk.body = file:read("*a")
+  file:close()
+end
 
 function done(summary, latency, requests)
   local e = summary.errors

@@ -21,9 +21,21 @@ def cell(cells: list[dict], system: str, rows: int, concurrency: int) -> dict | 
     return None
 
 
-def ratios(cells: list[dict]) -> list[dict]:
-    """Every ratio pair for every (rows, concurrency) both systems ran, on rows per second."""
+def ratios(cells: list[dict], model_route: list[dict] = ()) -> list[dict]:
+    """Every ratio pair for every (rows, concurrency) both systems ran, on rows per second;
+    and "d/GET": (d)'s one-row POST /invocations over GET /model through the same gateway."""
     out = []
+    for route in model_route:
+        post = cell(cells, "d", 1, route["concurrency"])
+        if post and route["req_per_s"]:
+            out.append(
+                {
+                    "ratio": "d/GET",
+                    "rows": 1,
+                    "concurrency": route["concurrency"],
+                    "value": round(post["req_per_s"] / route["req_per_s"], 3),
+                }
+            )
     keys = sorted({(item["rows"], item["concurrency"]) for item in cells})
     for top, bottom in RATIOS:
         for rows, concurrency in keys:
@@ -43,14 +55,36 @@ def ratios(cells: list[dict]) -> list[dict]:
     return out
 
 
-def targets(cells: list[dict]) -> list[dict]:
-    """Issue 8's targets, each with its value and whether it holds (None: not measured)."""
+def targets(cells: list[dict], run_checks: dict | None = None) -> list[dict]:
+    """Issue 15's and issue 8's targets, each with its value and whether it holds (None: not
+    measured). c=1 latency against the unbatched server needs a run with BATCHING=false."""
 
     def rate(system, rows, concurrency):
         found = cell(cells, system, rows, concurrency)
         return found["rows_per_s"] if found else None
 
-    checks = []
+    def ratio(top, bottom):
+        return top / bottom if top and bottom else None
+
+    run_checks = run_checks or {}
+    route = {item["concurrency"]: item["req_per_s"] for item in run_checks.get("model_route", [])}
+    checks = [
+        _check("d >= 8 x b, 1 row, c=32", ratio(rate("d", 1, 32), rate("b", 1, 32)), 8),
+        _check("d >= 4 x a, 1 row, c=32", ratio(rate("d", 1, 32), rate("a", 1, 32)), 4),
+        _check("d >= 0.2 x GET /model, c=32", ratio(rate("d", 1, 32), route.get(32)), 0.2),
+        _check("d >= 3 x b rows/s, 1000 rows, c=8",
+               ratio(rate("d", 1000, 8), rate("b", 1000, 8)), 3),
+    ]  # fmt: skip
+    correct = run_checks.get("correctness")
+    if correct:
+        checks.append(
+            {
+                "target": f"correctness pass c={correct['concurrency']}: every answer equals "
+                "its row's unbatched prediction",
+                "value": f"{correct['equal']}/{correct['requests']}",
+                "met": correct["equal"] == correct["requests"],
+            }
+        )
     d8, b8 = rate("d", 1, 8), rate("b", 1, 8)
     checks.append(_check("d >= 1.5 x b, 1 row, c=8", d8 / b8 if d8 and b8 else None, 1.5))
     for rows in sorted({item["rows"] for item in cells}):
@@ -102,7 +136,7 @@ def markdown(record: dict) -> str:
     lines += ["", "Ratios (rows/s; the same as req/s for one size):", ""]
     lines += ["| ratio | " + " | ".join(_ratio_columns(record)) + " |"]
     lines += ["|---|" + "---:|" * len(_ratio_columns(record))]
-    for top, bottom in RATIOS:
+    for top, bottom in [*RATIOS, ("d", "GET")]:
         name = f"{top}/{bottom}"
         values = {
             f"{r['rows']} rows c={r['concurrency']}": r["value"]
@@ -115,7 +149,29 @@ def markdown(record: dict) -> str:
                 + " | ".join(f"{values.get(col, '-')}" for col in _ratio_columns(record))
                 + " |"
             )
-    lines += ["", "Targets (issue 8):", ""]
+    served = [item for item in record["cells"] if item.get("server")]
+    if served:
+        lines += ["", "Model server per cell (/metrics): requests per worker slot, requests and "
+                  "rows per model call, queue wait:", "",
+                  "| system | rows | c | requests per worker | model calls | requests / call "
+                  "| rows / call | mean queue wait ms |",
+                  "|---|---:|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+        for item in served:
+            stats = item["server"]
+            workers = " / ".join(f"{n}" for _, n in sorted(stats["requests_per_worker"].items()))
+            lines.append(
+                f"| {SYSTEMS[item['system']]} | {item['rows']} | {item['concurrency']} | "
+                f"{workers or '-'} | {stats['model_calls']} | {stats['mean_batch_requests']} | "
+                f"{stats['mean_batch_rows']} | {stats['mean_queue_wait_ms']} |"
+            )
+    checks = record.get("checks", {})
+    if checks.get("model_route"):
+        lines += ["", "GET /model through the same gateway (the bare HTTP path), after each "
+                  "one-row cell of (d):", ""]  # fmt: skip
+        for item in checks["model_route"]:
+            lines.append(f"- c={item['concurrency']}: {item['req_per_s']:,.0f} req/s, "
+                         f"p50 {item['p50_ms']:.1f} ms, errors {item['errors']}")  # fmt: skip
+    lines += ["", "Targets (issues 15 and 8):", ""]
     for check in record["targets"]:
         verdict = {True: "met", False: "**missed**", None: "not measured"}[check["met"]]
         lines.append(f"- {check['target']}: {check['value']} ({verdict})")
@@ -180,7 +236,7 @@ def write(record: dict, out: Path, stem: str) -> dict[str, Path]:
 def headline(record: dict) -> str:
     """The ratios printed at the end of a run: 1 row and the largest body, at each level."""
     lines = ["ratios (rows/s):"]
-    for top, bottom in RATIOS:
+    for top, bottom in [*RATIOS, ("d", "GET")]:
         name = f"{top}/{bottom}"
         parts = [
             f"{r['rows']}r c{r['concurrency']}={r['value']}"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import requests
 
-from bench import processes, report
+from bench import correctness, processes, report, server_stats
 from bench.load import measure
 from bench.payloads import write_payloads
 
@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results"
 README = HERE / "README.md"
 README_BEGIN, README_END = "<!-- bench:latest:begin -->", "<!-- bench:latest:end -->"
+# The correctness pass: distinct one-row requests at the concurrency where batching merges most.
+CORRECTNESS_CONCURRENCY = 32
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -130,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     record["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    record["ratios"] = report.ratios(record["cells"])
-    record["targets"] = report.targets(record["cells"])
+    record["ratios"] = report.ratios(record["cells"], record["checks"].get("model_route", []))
+    record["targets"] = report.targets(record["cells"], record["checks"])
     stem = f"{started:%Y-%m-%d-%H%M}-{socket.gethostname()}" + ("-quick" if args.quick else "")
     paths = report.write(record, args.out, stem)
     if (
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_all(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict]:
     """Start each system in turn, check its answers, load it; stop everything in the end."""
     cells: list[dict] = []
+    model_route: list[dict] = []
     running: list[processes.System] = []
     # MLflow 3's server starts a pool of job-runner processes that poll all the time; the
     # registry needs none of them, and their CPU would land on the same 2 cores as the load.
@@ -174,25 +177,48 @@ def run_all(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict]:
             print(f"bench: ({key}) {system.label} ready in {time.monotonic() - started:.1f} s",
                   flush=True)  # fmt: skip
             checks["probabilities"][key] = probabilities(system, payloads[1])
+            model_server = next((item for item in running if item.key == "c"), None)
+            metrics_url = ""
+            if model_server is not None:  # its /metrics: per-worker counts, batch sizes
+                metrics_url = model_server.url.replace("/invocations", "/metrics")
             for rows in args.rows:
                 for concurrency in args.concurrency:
+                    before = server_stats.scrape(metrics_url) if metrics_url else {}
                     cell = measure(
                         key, system.url, system.sessions, payloads[rows], rows, concurrency,
                         args.duration, args.warmup, system.api_key,
-                    )  # fmt: skip
-                    cells.append(cell.as_dict())
-                    print(
-                        f"  ({key}) rows={rows:<5} c={concurrency:<3} {cell.req_per_s:>8.1f} req/s "
-                        f"{cell.rows_per_s:>10.0f} rows/s  p50 {cell.p50_ms:7.1f}  "
-                        f"p99 {cell.p99_ms:7.1f} ms  errors {cell.errors}  "
-                        f"cpu {cell.cpu_s_per_1000_req} s/1k",
-                        flush=True,
-                    )
+                    ).as_dict()  # fmt: skip
+                    if metrics_url:
+                        cell["server"] = server_stats.cell_stats(
+                            before, server_stats.scrape(metrics_url)
+                        )
+                    cells.append(cell)
+                    print_cell(cell)
+                    if key == "d" and rows == min(args.rows):
+                        # The bare HTTP path through the same gateway, right after the POST
+                        # cell at the same concurrency: GET /model (TLS, key, nginx, wrapper).
+                        route = measure(
+                            "d", system.url.replace("/invocations", "/model"), system.sessions,
+                            None, 0, concurrency, args.duration, args.warmup, system.api_key,
+                        ).as_dict()  # fmt: skip
+                        route["route"] = "GET /model"
+                        model_route.append(route)
+                        print(f"  (d) GET /model      c={concurrency:<3} "
+                              f"{route['req_per_s']:>8.1f} req/s  errors {route['errors']}",
+                              flush=True)  # fmt: skip
+            if key == ("d" if "d" in args.systems else "c"):
+                checks["correctness"] = correctness.check(
+                    system.check_url or system.url, mlflow_server.uri, version,
+                    CORRECTNESS_CONCURRENCY, 96 if args.quick else 640, system.api_key,
+                    system.verify,
+                )  # fmt: skip
+                print(f"bench: correctness pass ({key}): {checks['correctness']}", flush=True)
             # (c) stays up for (d), which proxies to it.
             if not (key == "c" and "d" in args.systems):
                 for item in running:
                     item.stop()
                 running.clear()
+        checks["model_route"] = model_route
         values = list(checks["probabilities"].values())
         checks["same_predictions"] = all(
             max(abs(x - y) for x, y in zip(v, values[0], strict=True)) < 1e-5 for v in values
@@ -209,6 +235,22 @@ def run_all(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict]:
         for item in running:
             item.stop()
         mlflow_server.stop()
+
+
+def print_cell(cell: dict) -> None:
+    line = (
+        f"  ({cell['system']}) rows={cell['rows']:<5} c={cell['concurrency']:<3} "
+        f"{cell['req_per_s']:>8.1f} req/s {cell['rows_per_s']:>10.0f} rows/s  "
+        f"p50 {cell['p50_ms']:7.1f}  p99 {cell['p99_ms']:7.1f} ms  errors {cell['errors']}  "
+        f"cpu {cell['cpu_s_per_1000_req']} s/1k"
+    )
+    server = cell.get("server")
+    if server:
+        line += (
+            f"  workers {server['requests_per_worker']}  batch {server['mean_batch_requests']}"
+            f"  wait {server['mean_queue_wait_ms']} ms"
+        )
+    print(line, flush=True)
 
 
 def start(key, args, workdir, tracking_uri, version, joblib_path, running) -> processes.System:

@@ -150,8 +150,27 @@ ERRORS: dict[str, ErrorCase] = {
         400,
         "invalid_format",
         "the body must be a JSON object with exactly one key: dataframe_records (a list of "
-        "objects) or dataframe_split (an object with columns, data and optionally index)",
+        "objects) or dataframe_split (an object with columns, data and optionally index), and "
+        "optionally params",
         "JSON that is neither form, or has other keys (a model with an input contract)",
+    ),
+    "invalid_params_object": ErrorCase(
+        400,
+        "invalid_params",
+        "params must be a JSON object of parameter names and values (finite numbers only)",
+        "a params key in the body that is not an object, or holds NaN or Infinity",
+    ),
+    "unknown_params": ErrorCase(
+        400,
+        "unknown_params",
+        "{count} param(s) are not in the model's signature; allowed params: {allowed}",
+        "a param the signature does not declare (MLflow would ignore it silently)",
+    ),
+    "invalid_param": ErrorCase(
+        400,
+        "invalid_params",
+        "param '{param}' must be a {kind} value",
+        "a param value of another type or shape than the signature declares",
     ),
     "inconsistent_split": ErrorCase(
         400,

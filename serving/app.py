@@ -2,7 +2,12 @@
 
 MLflow's own code (`mlflow.pyfunc.scoring_server.init`, mirrored routes `/invocations`,
 `/ping`, `/health`, `/version`; source: mlflow/pyfunc/scoring_server/__init__.py) parses the
-body, enforces the signature and predicts. The wrapper adds what that server lacks:
+body, enforces the signature and predicts, one model call per request. The wrapper adds what
+that server lacks:
+
+- batching: for a model with an input contract, requests waiting at the same moment share one
+  model call, built and answered with MLflow's own functions so each answer is the bytes
+  MLflow's app gives for that request alone (serving/batching.py);
 
 - identity: `X-Model-Name` / `X-Model-Version` on every response, `GET /model`;
 - one JSON error shape, `{"error": {"code", "message"}, "request_id"}`, whose message names a
@@ -37,9 +42,10 @@ from pathlib import Path
 from common.facts import REASON_CODES_KEY
 from serving.api_errors import ApiError, api_error
 from serving.asgi import CapturedResponse, replay
+from serving.batching import Batcher, Pending, mlflow_frame_builder, mlflow_serialiser
 from serving.context import RequestContext, current_request
 from serving.contract import install_predict_hook, log_model_failure
-from serving.intake import precheck_without_contract, read_with_contract
+from serving.intake import Accepted, precheck_without_contract, read_with_contract
 from serving.loading import LoadedModel, load
 from serving.logs import configure_logging
 from serving.metrics import Metrics
@@ -53,19 +59,35 @@ access_log = logging.getLogger("serving.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON = [(b"content-type", b"application/json")]
 _DOCS_ROUTES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+# Bodies up to this size are checked on the event loop: a few rows take tens of microseconds,
+# less than the hop to a thread and back (and its fight for the GIL with the scoring thread).
+# Larger bodies are checked in a thread, so parsing 8 MB never stalls the loop.
+_INLINE_INTAKE_BYTES = 16 * 1024
 
 
 class ServingApp:
     """The pure-ASGI wrapper around MLflow's FastAPI app."""
 
     def __init__(
-        self, settings, loaded: LoadedModel, mlflow_app, metrics: Metrics, state_path: Path
+        self,
+        settings,
+        loaded: LoadedModel,
+        mlflow_app,
+        metrics: Metrics,
+        state_path: Path,
+        batcher: Batcher | None = None,
     ):
         self.settings = settings
         self.loaded = loaded
         self.mlflow_app = mlflow_app
         self.metrics = metrics
         self.state_path = state_path
+        # Requests of a model with a contract are scored together (serving/batching.py);
+        # `batcher.on_scored` is where each scored request can be observed whole.
+        self.batcher = batcher
+        metadata = getattr(loaded.pyfunc, "metadata", None)
+        # The signature's params (reason codes, ...): a body's `params` is checked against it.
+        self.params_schema = metadata.get_params_schema() if metadata is not None else None
         self.busy = 0  # predictions admitted and not finished (one event loop: no lock)
         served = loaded.served
         self.identity = [
@@ -237,11 +259,15 @@ class ServingApp:
         contract = self.loaded.contract
         try:
             if contract is not None:
-                accepted = await asyncio.to_thread(
-                    read_with_contract, body, content_type, contract, self.settings
-                )
+                arguments = (body, content_type, contract, self.settings, self.params_schema)
+                if len(body) <= _INLINE_INTAKE_BYTES:
+                    accepted = read_with_contract(*arguments)
+                else:
+                    accepted = await asyncio.to_thread(read_with_contract, *arguments)
                 if isinstance(accepted, ApiError):
                     return accepted
+                if self.batcher is not None:
+                    return await self._score_in_batch(accepted, context)
                 body, content_type = accepted.body, accepted.content_type.decode()
             else:
                 problem = await asyncio.to_thread(
@@ -255,6 +281,22 @@ class ServingApp:
         except Exception as error:  # noqa: BLE001 - a bug of ours: logged without values
             log_model_failure(error, context.request_id)
             return api_error("internal_error")
+
+    async def _score_in_batch(
+        self, accepted: Accepted, context: RequestContext
+    ) -> CapturedResponse | ApiError:
+        """Score the checked rows in the worker's batcher; MLflow's answer bytes for them."""
+        if time.monotonic() > context.deadline:
+            return api_error("timeout", timeout=context.timeout)
+        pending = Pending(
+            context, accepted.columns, accepted.data, accepted.params, accepted.params_key
+        )
+        answer = await self.batcher.score(pending)
+        if isinstance(answer, ApiError):
+            return context.report(answer)
+        response = CapturedResponse(200, [*_JSON, (b"content-length", str(len(answer)).encode())])
+        response.chunks.append(answer)
+        return response
 
     async def _call_mlflow(
         self, scope, body: bytes, content_type: str, context: RequestContext
@@ -409,6 +451,18 @@ def create_app() -> ServingApp:
     ]
     mlflow_app.openapi_url = mlflow_app.docs_url = mlflow_app.redoc_url = None
     metrics.model_loaded(loaded.load_seconds)
+    batcher = None
+    if loaded.contract is not None and settings.batching:
+        batcher = Batcher(
+            loaded.pyfunc.predict,
+            mlflow_frame_builder(loaded.pyfunc.metadata.get_input_schema()),
+            mlflow_serialiser(),
+            max_rows=settings.batch_max_rows,
+            max_wait=settings.batch_max_wait_ms / 1000,
+            concurrency=settings.batch_concurrency,
+            on_batch=metrics.batch_scored,
+            on_expired=metrics.aborted.labels(served.version).inc,
+        )
     log.info(
         "worker ready",
         extra={
@@ -420,4 +474,4 @@ def create_app() -> ServingApp:
             }
         },
     )
-    return ServingApp(settings, loaded, mlflow_app, metrics, state_path)
+    return ServingApp(settings, loaded, mlflow_app, metrics, state_path, batcher)

@@ -7,6 +7,7 @@ import os
 
 from prometheus_client import multiprocess
 
+from serving.metrics import WORKER_SLOT_VARIABLE
 from serving.settings import load_settings
 
 _settings = load_settings()
@@ -40,6 +41,17 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 # keeps the window of a graceful reload short. The model itself is loaded per worker.
 import mlflow.pyfunc.scoring_server  # noqa: E402, F401
 import sklearn.ensemble  # noqa: E402, F401
+
+
+def pre_fork(server, worker):
+    """Give the new worker the lowest slot number no live worker holds (for /metrics)."""
+    taken = {getattr(other, "slot", None) for other in server.WORKERS.values()}
+    worker.slot = next(slot for slot in range(len(taken) + 1) if slot not in taken)
+
+
+def post_fork(server, worker):
+    # In the worker, before it loads the app: serving/metrics.py labels its series with it.
+    os.environ[WORKER_SLOT_VARIABLE] = str(worker.slot)
 
 
 def child_exit(server, worker):

@@ -3,9 +3,11 @@
 With an input contract (serving/contract.py) the wrapper never hands the caller's bytes to
 MLflow: `read_with_contract` parses the body itself (JSON strictly: no repeated keys, NaN and
 Infinity marked; CSV with the csv module; parquet only when enabled), counts the rows against
-`SERVING_MAX_ROWS` first, enforces the contract and returns one canonical `dataframe_split`
-JSON body for MLflow's app. So MLflow's lenient conversions (``true`` read as 1.0, a longer
-``index`` than ``data``, the last of two repeated keys) never see caller input.
+`SERVING_MAX_ROWS` first, enforces the contract, checks MLflow's `params` against the model
+signature, and returns the checked rows in the contract's column order (`Accepted`: what the
+batcher merges, or its canonical `dataframe_split` body for MLflow's app). So MLflow's lenient
+conversions (``true`` read as 1.0, a longer ``index`` than ``data``, the last of two repeated
+keys) never see caller input.
 
 A model without a contract gets `precheck_without_contract`: the same content types and the
 same row cap, counted on the parsed JSON, the CSV lines or the parquet footer; the body then
@@ -24,6 +26,7 @@ from serving.api_errors import ApiError, api_error
 from serving.contract import NON_FINITE, InputContract, check_columns, check_rows
 
 JSON = "application/json"
+PARAMS = "params"  # MLflow's key for inference parameters (scoring_server.SERVING_PARAMS_KEY)
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"
 # A CSV number: digits with an optional dot and exponent (no "inf", "nan", "1,5", "true").
@@ -36,11 +39,30 @@ class _DuplicateKey(ValueError):
 
 @dataclass
 class Accepted:
-    """What intake lets through: the body and Content-Type to give MLflow's app."""
+    """What intake lets through: checked rows in the contract's column order, and params.
 
-    body: bytes
-    content_type: bytes
-    rows: int
+    `params` is the body's MLflow `params` object as sent (None when absent), already checked
+    against the model's params schema; `params_key` is its canonical JSON, which decides which
+    requests may be scored in one model call (serving/batching.py).
+    """
+
+    columns: list[str]
+    data: list[list]
+    params: dict | None = None
+    params_key: str = "null"
+    content_type: bytes = JSON.encode()
+
+    @property
+    def rows(self) -> int:
+        return len(self.data)
+
+    @property
+    def body(self) -> bytes:
+        """The canonical `dataframe_split` body MLflow's app would be given for these rows."""
+        canonical: dict = {"dataframe_split": {"columns": self.columns, "data": self.data}}
+        if self.params is not None:
+            canonical["params"] = self.params
+        return json.dumps(canonical, allow_nan=False).encode()
 
 
 def media_type(content_type: str, settings) -> str | ApiError:
@@ -83,10 +105,16 @@ def parse_json(body: bytes):
 
 
 def _json_rows(document, contract: InputContract, max_rows: int):
-    """(columns, rows) of a dataframe_records or dataframe_split body, or an ApiError."""
-    if not isinstance(document, dict) or len(document) != 1:
+    """(columns, rows) of a dataframe_records or dataframe_split body, or an ApiError.
+
+    Besides the one format key the body may hold MLflow's `params` (checked by check_params).
+    """
+    if not isinstance(document, dict):
         return api_error("invalid_format_contract")
-    ((key, value),) = document.items()
+    keys = [key for key in document if key != PARAMS]
+    if len(keys) != 1:
+        return api_error("invalid_format_contract")
+    key, value = keys[0], document[keys[0]]
     if key == "dataframe_records":
         if not isinstance(value, list):
             return api_error("invalid_format_contract")
@@ -211,19 +239,67 @@ def _parquet_rows(body: bytes, contract: InputContract, max_rows: int):
     return columns, [list(row) for row in zip(*by_column, strict=True)]
 
 
+# --------------------------------------------------------------------------------- params
+def check_params(params, params_schema) -> tuple[dict | None, str] | ApiError:
+    """MLflow's `params` checked against the signature's params schema, and its canonical key.
+
+    MLflow (mlflow.models.utils._enforce_params_schema) drops unknown params with a warning
+    and raises on a value its ParamSpec cannot take; here an unknown param is refused too (a
+    typo would otherwise be scored silently with the default). The messages name the param
+    and its declared type, never the value. Returns (params as sent, canonical JSON).
+    """
+    if params is None:
+        return None, "null"
+    if not isinstance(params, dict):
+        return api_error("invalid_params_object")
+    specs = {spec.name: spec for spec in params_schema.params} if params_schema else {}
+    unknown = [name for name in params if name not in specs]
+    if unknown:
+        allowed = ", ".join(specs) or "none"
+        return api_error("unknown_params", count=len(unknown), allowed=allowed)
+    from mlflow.exceptions import MlflowException
+    from mlflow.types.schema import ParamSpec
+
+    for name, value in params.items():
+        spec = specs[name]
+        try:
+            if value is NON_FINITE:
+                raise MlflowException("not finite")
+            ParamSpec.validate_param_spec(value, spec)
+        except MlflowException:
+            kind = getattr(spec.dtype, "name", str(spec.dtype))
+            shape = " list" if spec.shape is not None else ""
+            return api_error("invalid_param", param=name, kind=f"{kind}{shape}")
+    try:
+        key = json.dumps(params, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):  # NaN inside a list param
+        return api_error("invalid_params_object")
+    return params, key
+
+
 # ---------------------------------------------------------------------------------- entry
 def read_with_contract(
-    body: bytes, content_type: str, contract: InputContract, settings
+    body: bytes, content_type: str, contract: InputContract, settings, params_schema=None
 ) -> Accepted | ApiError:
-    """Parse, bound and check the body; the canonical JSON body for MLflow, or the error."""
+    """Parse, bound and check the body: the checked rows and params, or the error.
+
+    `params_schema` is the model signature's ParamSchema (None when it declares none: then a
+    body with `params` is refused).
+    """
     mime = media_type(content_type, settings)
     if isinstance(mime, ApiError):
         return mime
+    params, params_key = None, "null"
     if mime == JSON:
         document = parse_json(body)
         if isinstance(document, ApiError):
             return document
         parsed = _json_rows(document, contract, settings.max_rows)
+        if not isinstance(parsed, ApiError) and PARAMS in document:
+            checked = check_params(document[PARAMS], params_schema)
+            if isinstance(checked, ApiError):
+                return checked
+            params, params_key = checked
     elif mime == CSV:
         parsed = _csv_rows(body, contract, settings.max_rows)
     else:
@@ -234,8 +310,11 @@ def read_with_contract(
     problem = check_rows(columns, rows, contract)
     if problem is not None:
         return problem
-    canonical = {"dataframe_split": {"columns": list(columns), "data": rows}}
-    return Accepted(json.dumps(canonical, allow_nan=False).encode(), JSON.encode(), len(rows))
+    names = contract.names
+    if list(columns) != names:  # one column order for every request, so rows can be merged
+        order = [list(columns).index(name) for name in names]
+        rows = [[row[i] for i in order] for row in rows]
+    return Accepted(names, rows, params, params_key)
 
 
 def precheck_without_contract(body: bytes, content_type: str, settings) -> ApiError | None:

@@ -6,6 +6,7 @@ merges all of them. Swap outcomes come from the supervisor's state file at scrap
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prometheus_client import (
@@ -22,11 +23,45 @@ from prometheus_client.core import CounterMetricFamily
 from serving.state import ServedModel
 
 _BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+_ROW_BUCKETS = (1, 4, 16, 64, 256, 1000, 4000, 10000)
+_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1)
+# gunicorn_conf.py gives each live worker a small slot number (0, 1, ...; reused after a
+# worker exits), so per-worker series stay few across swaps, unlike a pid label.
+WORKER_SLOT_VARIABLE = "MODEL_SERVER_WORKER_SLOT"
 
 
 class Metrics:
     def __init__(self, served: ServedModel):
         self.version = served.version
+        self.worker = os.environ.get(WORKER_SLOT_VARIABLE, str(os.getpid()))
+        self.worker_requests = Counter(
+            "model_server_worker_requests_total",
+            "POST /invocations requests by worker slot (how evenly connections are spread)",
+            ["worker"],
+            registry=None,
+        )
+        self.batch_requests = Histogram(
+            "model_server_batch_requests",
+            "Requests merged into one model call, per worker slot",
+            ["worker"],
+            buckets=_BATCH_BUCKETS,
+            registry=None,
+        )
+        self.batch_rows = Histogram(
+            "model_server_batch_rows",
+            "Rows of one merged model call, per worker slot",
+            ["worker"],
+            buckets=_ROW_BUCKETS,
+            registry=None,
+        )
+        self.queue_wait = Histogram(
+            "model_server_queue_wait_seconds",
+            "Seconds a checked request waited for its model call, per worker slot",
+            ["worker"],
+            buckets=_WAIT_BUCKETS,
+            registry=None,
+        )
         # registry=None: the samples live in the multiprocess files, not in a process registry.
         self.requests = Counter(
             "model_server_requests_total",
@@ -79,6 +114,14 @@ class Metrics:
         )
         self.serving.labels(served.name, served.version).set(1)
 
+    def batch_scored(self, stats) -> None:
+        """One model call of the batcher (serving/batching.py BatchStats)."""
+        self.batch_requests.labels(self.worker).observe(stats.requests)
+        self.batch_rows.labels(self.worker).observe(stats.rows)
+        wait = self.queue_wait.labels(self.worker)
+        for seconds in stats.queue_waits:
+            wait.observe(seconds)
+
     def model_loaded(self, seconds: float) -> None:
         self.load_seconds.labels(self.version).set(seconds)
 
@@ -88,6 +131,8 @@ class Metrics:
         self.latency.labels(*labels).observe(seconds)
         if rows:
             self.rows.labels(self.version).inc(rows)
+        if route == "/invocations":
+            self.worker_requests.labels(self.worker).inc()
 
     def render(self, state_path: Path) -> tuple[bytes, str]:
         registry = CollectorRegistry()

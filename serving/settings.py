@@ -68,11 +68,15 @@ class ServingSettings(BaseSettings):
         description="Accept application/vnd.apache.parquet bodies; off by default because a "
         "few KiB of parquet can encode millions of rows (capped by its footer when on).",
     )
+    # 64, not the 16 of the thread-per-request days: a request waiting for a merged model
+    # call holds its checked rows, not a thread, and 32 gateway connections can all land on
+    # one worker (bench/README.md, issue 15 tuning log: 16 gave 503s at c=32).
     max_concurrent_predictions: int = Field(
-        16,
+        64,
         ge=1,
         le=1024,
-        description="Predictions one worker runs or holds at once; more get 503 + Retry-After.",
+        description="Requests one worker scores or holds queued at once; more get 503 + "
+        "Retry-After.",
     )
     predict_chunk_rows: int = Field(
         1000,
@@ -80,6 +84,31 @@ class ServingSettings(BaseSettings):
         le=1_000_000,
         description="Rows per model call; the timeout is checked between chunks, so a "
         "prediction past it stops within one chunk.",
+    )
+    batching: bool = Field(
+        True,
+        description="Score requests that wait at the same moment in one model call (a model "
+        "with an input contract); false sends every request through MLflow's app alone.",
+    )
+    batch_max_rows: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Most rows one merged model call takes; a larger request is scored alone.",
+    )
+    batch_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Model calls one worker runs at once; requests arriving while all are "
+        "busy queue and are merged into the next free call.",
+    )
+    batch_max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Milliseconds the first queued request may wait for others to join its "
+        "model call; 0 adds no waiting (a batch is only what queued meanwhile).",
     )
     keepalive: int = Field(
         75, ge=1, le=3600, description="Idle keep-alive seconds; longer than the gateway's."

@@ -67,7 +67,20 @@ def test_quick_benchmark_writes_sane_results(tmp_path):
         assert 0 < cell["p50_ms"] <= cell["p90_ms"] <= cell["p99_ms"] <= cell["max_ms"], cell
         assert cell["cpu_s_per_1000_req"] is not None and cell["cpu_s_per_1000_req"] > 0, cell
     assert record["checks"]["same_predictions"], record["checks"]
-    assert {r["ratio"] for r in record["ratios"]} == {"c/b", "d/b", "d/c", "d/a"}
+    assert {r["ratio"] for r in record["ratios"]} == {"c/b", "d/b", "d/c", "d/a", "d/GET"}
     assert all(r["value"] > 0 for r in record["ratios"])
+    # GET /model through the same gateway at each concurrency, with no error
+    routes = record["checks"]["model_route"]
+    assert [r["concurrency"] for r in routes] == [1, 8] and all(r["errors"] == 0 for r in routes)
+    assert all(r["ok"] == r["requests"] > 0 for r in routes)
+    # the correctness pass: every distinct row answered with its own unbatched prediction
+    correct = record["checks"]["correctness"]
+    assert correct["errors"] == 0 and correct["equal"] == correct["requests"] > 0, correct
+    # the model server's /metrics per cell: requests per worker add up to the cell's requests
+    for cell in cells:
+        if cell["system"] in ("c", "d"):
+            served = sum(cell["server"]["requests_per_worker"].values())
+            assert served >= cell["requests"], cell
+            assert cell["server"]["model_calls"] > 0, cell
     assert record["machine"]["cores"] >= 1 and record["versions"]["wrk"].startswith("wrk")
     assert "ratios (rows/s):" in result.stdout and "d/b:" in result.stdout

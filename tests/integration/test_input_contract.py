@@ -99,7 +99,14 @@ def corpus() -> list[tuple[str, dict, bytes, int, str]]:
         JSON,
         json.dumps({"dataframe_records": [ROW], "params": {"x": m()}}).encode(),
         400,
-        "invalid_format",
+        "unknown_params",
+    )
+    add(
+        "params-not-object",
+        JSON,
+        json.dumps({"dataframe_records": [ROW], "params": [m()]}).encode(),
+        400,
+        "invalid_params",
     )
     add(
         "records-not-list",

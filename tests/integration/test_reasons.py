@@ -3,10 +3,8 @@ classifiers (trained by the project's CLI), MLflow's own scoring server and the 
 model server behind the nginx gateway.
 
 The reasons themselves are asked for from MLflow's own scoring server (`mlflow models serve`):
-the project's intake (serving/intake.py) rebuilds the body without `params` until the
-batching work passes them through; the one test that asks the gateway for reasons is marked
-strict xfail for that reason, so it fails (XPASS) the day params get through and the marker
-must go. `GET /model` already lists the reason codes through the gateway.
+the project's server passes checked `params` through its batcher (serving/batching.py), and
+one test asks the gateway for reasons; `GET /model` lists the reason codes through it.
 """
 
 from __future__ import annotations
@@ -144,11 +142,6 @@ def test_model_info_lists_the_reason_codes_through_the_gateway(gateway_stack):
     assert codes == [{"column": column, **entry} for column, entry in TABLE.items()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/intake.py rebuilds the body without params until the batching branch "
-    "passes them through; remove this marker then",
-)
 def test_reasons_through_the_gateway(gateway_stack):
     answer = _gateway(
         gateway_stack, "/invocations", json={"dataframe_records": [RISKY], "params": {"reasons": 4}}
