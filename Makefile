@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian/Ubuntu packages the native stack and the tests use.
 APT_PACKAGES := nginx-light gettext-base openssl wrk curl ca-certificates
-# Only the tests need these: node and npm run the PL/SQL syntax check (tests/unit/test_apex_sql.py).
+# Only the PL/SQL syntax check needs these: node and npm run ../shared/tools/plsql-check.
 TEST_APT_PACKAGES := nodejs npm
+# The syntax checker of Oracle SQL and PL/SQL lives beside the project, not in it.
+PLSQL_CHECK ?= $(abspath ../shared/tools/plsql-check/plsql-check)
 PYTEST_ARGS ?=
 
 # The CLIs talk to the native stack with its trainer user (make up writes .local/stack.env)
@@ -47,8 +49,13 @@ system-deps: ## Install the Debian/Ubuntu packages (nginx, openssl, wrk) if miss
 	    || { echo "could not install:$$missing; install them as root and re-run"; exit 1; }; \
 	fi
 
+.PHONY: plsql-check
+plsql-check: venv test-system-deps ## Parse every SQL and PL/SQL file of apex/ with ../shared/tools/plsql-check (CI runs it)
+	@[ -x "$(PLSQL_CHECK)" ] || { echo "plsql-check: $(PLSQL_CHECK) is not here: it lives beside the project in ../shared/tools (or set PLSQL_CHECK=/path/to/plsql-check)"; exit 1; }
+	PLSQL_CHECK="$(PLSQL_CHECK)" $(PY) -m pytest -m plsql -p no:cacheprovider tests/unit/test_apex_sql.py
+
 .PHONY: test-system-deps
-test-system-deps: ## Install the Debian packages only the tests need (node and npm for the PL/SQL check)
+test-system-deps: ## Install the Debian packages only the PL/SQL check needs (node and npm)
 	@command -v npm >/dev/null || $(MAKE) --no-print-directory system-deps APT_PACKAGES="$(TEST_APT_PACKAGES)"
 
 .PHONY: up
@@ -168,7 +175,7 @@ $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
 	@touch $@
 
 .PHONY: test
-test: system-deps test-system-deps venv deploy-tools promtool mlflow-previous ## Run the whole test suite (unit, integration against real processes)
+test: system-deps venv deploy-tools promtool mlflow-previous ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
