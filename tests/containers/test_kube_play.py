@@ -306,7 +306,9 @@ class KubePlay:
                 code = self.wait_exited(f"{name}-init", container["name"], timeout=600)
                 logs = podman("logs", self.container(f"{name}-init", container["name"])).stdout
                 assert code == 0, f"{name} init container {container['name']} exited {code}"
-                self.init_logs[name] = logs
+                # Every init container's log, in order (mlflow has two: the tracking store's
+                # migration and the decision log's).
+                self.init_logs[name] = self.init_logs.get(name, "") + logs
         podman("kube", "play", "--network", self.network, str(path), timeout=600)
         pod = name if docs[-1]["kind"] == "Pod" else f"{name}-pod-0"
         self.pods[name] = pod
@@ -507,6 +509,7 @@ def test_migration_init_container_migrated_the_store(kube):
     """The migration ran before the server (as its init container), it is in the database,
     and the server, which only checks the schema (TRACKING_UPGRADE_DB=false), started on it."""
     assert "tracking migrate: schema upgraded" in kube.init_logs["mlflow"]
+    assert "decision log schema migrated" in kube.init_logs["mlflow"]
     from mlflow.store.db.utils import _get_latest_schema_revision
 
     revision = podman(
