@@ -1,6 +1,7 @@
 """The decision log wired into the request path: requests through the real gateway to the real
-model server (batch path) leave exactly their scored rows in the log (SQLite in tmp_path),
-with the served version and the API key's name from the gateway, never a client's."""
+model server (batch path) leave exactly their scored rows in the log (SQLite in tmp_path, and
+real PostgreSQL), with the served version and the API key's name from the gateway, never a
+client's."""
 
 from __future__ import annotations
 
@@ -21,12 +22,19 @@ SPLIT = json.loads((ROOT / "tests" / "testdata" / "predict-split.json").read_tex
 KEY_NAME = "apex-test"  # the key running_gateway_stack creates
 
 
-@pytest.fixture(scope="module")
-def logged_stack(trained_registry, tls_dir, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("decisions")
-    uri = f"sqlite:///{workdir / 'decisions.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def logged_stack(request, trained_registry, tls_dir, tmp_path):
+    """The gateway stack with the decision log in a store of each kind: a SQLite file in
+    tmp_path, or a fresh PostgreSQL database migrated first (as compose and Kubernetes do)."""
+    if request.param == "postgresql":
+        uri = request.getfixturevalue("postgres_database")
+        store = open_store(uri)
+        store.migrate()
+        store.close()
+    else:
+        uri = f"sqlite:///{tmp_path / 'decisions.db'}"
     env = {"DECISIONS_STORE_URI": uri, "DECISIONS_FLUSH_INTERVAL": "0.2"}
-    with running_gateway_stack(trained_registry, tls_dir, workdir, env) as stack:
+    with running_gateway_stack(trained_registry, tls_dir, tmp_path, env) as stack:
         yield stack, uri
 
 
