@@ -45,6 +45,7 @@ from serving.asgi import CapturedResponse, replay
 from serving.batching import Batcher, Pending, mlflow_frame_builder, mlflow_serialiser
 from serving.context import RequestContext, current_request
 from serving.contract import install_predict_hook, log_model_failure
+from serving.evidence import Evidence
 from serving.intake import Accepted, precheck_without_contract, read_with_contract
 from serving.loading import LoadedModel, load
 from serving.logs import configure_logging
@@ -76,6 +77,7 @@ class ServingApp:
         metrics: Metrics,
         state_path: Path,
         batcher: Batcher | None = None,
+        evidence: Evidence | None = None,
     ):
         self.settings = settings
         self.loaded = loaded
@@ -85,6 +87,9 @@ class ServingApp:
         # Requests of a model with a contract are scored together (serving/batching.py);
         # `batcher.on_scored` is where each scored request can be observed whole.
         self.batcher = batcher
+        # The worker's decision log (serving/evidence.py), fed by `batcher.on_scored`; its
+        # writer is flushed and stopped at the worker's lifespan shutdown.
+        self.evidence = evidence
         metadata = getattr(loaded.pyfunc, "metadata", None)
         # The signature's params (reason codes, ...): a body's `params` is checked against it.
         self.params_schema = metadata.get_params_schema() if metadata is not None else None
@@ -107,6 +112,8 @@ class ServingApp:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":  # lifespan: MLflow's app handles start-up and shutdown
+            if scope["type"] == "lifespan" and self.evidence is not None:
+                receive = self._closing_evidence_on_shutdown(receive)
             await self.mlflow_app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -171,6 +178,18 @@ class ServingApp:
                     }
                 },
             )
+
+    def _closing_evidence_on_shutdown(self, receive):
+        """`receive` that writes the queued decisions before the worker's shutdown goes on."""
+
+        async def wrapped() -> dict:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown" and self.evidence is not None:
+                # In a thread: close waits for the writer (up to its timeout).
+                await asyncio.to_thread(self.evidence.close)
+            return message
+
+        return wrapped
 
     async def send_json(self, send, status: int, payload: dict, headers=()) -> None:
         body = json.dumps(payload).encode()
@@ -463,6 +482,16 @@ def create_app() -> ServingApp:
             on_batch=metrics.batch_scored,
             on_expired=metrics.aborted.labels(served.version).inc,
         )
+    # Per worker (no preload: create_app runs after the fork), and the writer thread starts
+    # on the first decision, so no thread crosses a fork. Only the batch path knows each
+    # scored request whole; with batching off nothing is logged (serving/decisions/README.md).
+    evidence = None
+    if batcher is not None:
+        evidence = Evidence.for_worker(served.name, served.version)
+        if evidence.enabled:
+            batcher.on_scored.append(evidence.on_scored)
+        else:
+            evidence = None
     log.info(
         "worker ready",
         extra={
@@ -474,4 +503,4 @@ def create_app() -> ServingApp:
             }
         },
     )
-    return ServingApp(settings, loaded, mlflow_app, metrics, state_path, batcher)
+    return ServingApp(settings, loaded, mlflow_app, metrics, state_path, batcher, evidence)

@@ -62,6 +62,7 @@ class ScoredRequest:
     """What the hooks see of one request the model scored (its answer is `body`)."""
 
     request_id: str
+    headers: dict[bytes, bytes]  # the request's headers (the gateway's X-Client, ...)
     columns: list[str]
     data: list[list]
     outputs: object  # the model's output for this request's rows (a DataFrame slice, ...)
@@ -254,6 +255,7 @@ class Batcher:
         """The one place each scored request is known whole: run the on_scored hooks."""
         record = ScoredRequest(
             request_id=item.context.request_id,
+            headers=item.context.headers,
             columns=item.columns,
             data=item.data,
             outputs=outputs,

@@ -13,10 +13,36 @@ reaches the model server (`proxy_set_header X-API-Key ""`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 from serving.decisions import DecisionLog, load_decision_settings
 from serving.shadow import ShadowScorer, ShadowSettings
 
 KEY_NAME_HEADER = b"x-client"
+
+
+class RowView(Sequence):
+    """A scored request's rows (lists in `columns` order) seen as dicts, made only when read.
+
+    The batcher hands over the rows as it checked them; the writer thread (not the request
+    path) turns them into column -> value mappings when it stores them.
+    """
+
+    __slots__ = ("columns", "data")
+
+    def __init__(self, columns: list[str], data: list[list]):
+        self.columns = columns
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index):
+        return dict(zip(self.columns, self.data[index], strict=True))
+
+    def __iter__(self) -> Iterator[dict]:
+        columns = self.columns
+        return (dict(zip(columns, row, strict=True)) for row in self.data)
 
 
 class Evidence:
@@ -57,6 +83,21 @@ class Evidence:
         )
         if self.shadow is not None:
             self.shadow.offer(request_id, key_name, rows)
+
+    def on_scored(self, record) -> None:
+        """The batcher's hook (`Batcher.on_scored`, a serving.batching.ScoredRequest)."""
+        self.scored(
+            record.request_id,
+            record.headers,
+            RowView(record.columns, record.data),
+            record.outputs,
+            record.latency_s * 1000,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is recorded (DECISIONS_MODE is not `off`)."""
+        return self.decision_log.enabled
 
     def close(self, timeout: float = 5.0) -> None:
         if self.shadow is not None:

@@ -333,6 +333,8 @@ def model_server_env() -> dict[str, str]:
         "SERVING_TRACKING_URI": TRACKING_URI,
         "SERVING_CACHE_DIR": str(STATE / "model-cache"),
         "SERVING_METRICS_DIR": str(STATE / "model-server-metrics"),
+        # The native decision store (serving/decisions/README.md), whatever the working dir.
+        "DECISIONS_STORE_URI": f"sqlite:///{STATE / 'decisions.db'}",
     }
 
 

@@ -102,6 +102,7 @@ class ModelServer:
         model_uri: str,
         workers: int = 2,
         poll_interval: float = 1.0,
+        env: dict[str, str] | None = None,
         **settings: str,
     ):
         workdir.mkdir(parents=True, exist_ok=True)
@@ -118,6 +119,10 @@ class ModelServer:
             "SERVING_CACHE_DIR": str(workdir / "cache"),
             "SERVING_METRICS_DIR": str(workdir / "metrics"),
             **{f"SERVING_{k.upper()}": str(v) for k, v in settings.items()},
+            # The decision log's SQLite file in the workdir, never the repository's .local/
+            # (serving/decisions/README.md); `env` may name another store or mode.
+            "DECISIONS_STORE_URI": f"sqlite:///{workdir / 'decisions.db'}",
+            **(env or {}),
         }
         self.process: Process | None = None
         self.starts = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -114,29 +115,45 @@ class GatewayStack:
     registry: TrainedRegistry
 
 
+@contextmanager
+def running_gateway_stack(registry, tls_dir, workdir, model_server_env=None):
+    """The model server (`model_server_env`: its extra environment) and the gateway in
+    front of it with one API key named `apex-test`; both stopped on exit."""
+    model_server = ModelServer(
+        workdir / "model-server",
+        registry.uri,
+        "models:/credit-risk@champion",
+        env=model_server_env,
+    ).start()
+    gateway = None
+    try:
+        keys_file = workdir / "secrets" / "api-keys.map"
+        api_key = keys_cli(
+            keys_file, workdir / "gateway" / "nginx", "--no-reload", "create", "apex-test"
+        ).stdout.strip()
+        gateway = Gateway(
+            workdir / "gateway", tls_dir, keys_file, f"127.0.0.1:{model_server.port}"
+        ).start()
+        wait_until(http_ok(f"{gateway.url}/healthz", verify=gateway.ca_cert), 30, "gateway healthy")
+        yield GatewayStack(
+            url=gateway.url,
+            ca_cert=gateway.ca_cert,
+            api_key=api_key,
+            model_uri="models:/credit-risk/1",
+            tracking_uri=registry.uri,
+            gateway=gateway,
+            model_server=model_server,
+            registry=registry,
+        )
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        model_server.stop()
+
+
 @pytest.fixture(scope="module")
 def gateway_stack(trained_registry, tls_dir, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("stack")
-    model_server = ModelServer(
-        workdir / "model-server", trained_registry.uri, "models:/credit-risk@champion"
-    ).start()
-    keys_file = workdir / "secrets" / "api-keys.map"
-    api_key = keys_cli(
-        keys_file, workdir / "gateway" / "nginx", "--no-reload", "create", "apex-test"
-    ).stdout.strip()
-    gateway = Gateway(
-        workdir / "gateway", tls_dir, keys_file, f"127.0.0.1:{model_server.port}"
-    ).start()
-    wait_until(http_ok(f"{gateway.url}/healthz", verify=gateway.ca_cert), 30, "gateway healthy")
-    yield GatewayStack(
-        url=gateway.url,
-        ca_cert=gateway.ca_cert,
-        api_key=api_key,
-        model_uri="models:/credit-risk/1",
-        tracking_uri=trained_registry.uri,
-        gateway=gateway,
-        model_server=model_server,
-        registry=trained_registry,
-    )
-    gateway.stop()
-    model_server.stop()
+    with running_gateway_stack(
+        trained_registry, tls_dir, tmp_path_factory.mktemp("stack")
+    ) as stack:
+        yield stack
