@@ -153,7 +153,9 @@ def test_alias_move_swaps_without_a_failed_request(trained_registry, follower):
         seen = len(client.results)  # a little traffic after the swap completed
         wait_until(lambda: len(client.results) > seen + 20, 10, "traffic after the swap")
     assert client.failures == [], client.failures[:5]
-    assert client.rate() >= 20, f"the client only reached {client.rate():.1f} requests/s"
+    # Traffic kept flowing through the swap (a stalled server would leave this near zero); the
+    # floor is low because a loaded 2-core machine runs this client at 20-60 requests/s.
+    assert client.rate() >= 10, f"the client only reached {client.rate():.1f} requests/s"
     last_old = max(started for started, _, version in client.results if version == "1")
     assert last_old - moved_at < 30, "the swap took longer than 30 s"
     assert current_version(follower) == "2"
