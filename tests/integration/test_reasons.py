@@ -9,6 +9,9 @@ one test asks the gateway for reasons; `GET /model` lists the reason codes throu
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,19 +22,8 @@ from training.data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from training.explain import read_reason_table
 
 TABLE = read_reason_table(None, [*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS])
-RISKY = {
-    "annual_income": 65_000.0,
-    "loan_amount": 12_000.0,
-    "employment_length_years": 6.0,
-    "debt_to_income": 55.0,
-    "num_delinquencies": 4.0,
-    "credit_history_years": 10.0,
-    "revolving_utilization": 0.7,
-    "num_open_accounts": 9.0,
-    "term": "36 months",
-    "home_ownership": "MORTGAGE",
-    "loan_purpose": "debt_consolidation",
-}
+# Very high debt-to-income and recent delinquencies; shared with tests/unit/test_explain.py.
+RISKY = json.loads((Path(__file__).parents[1] / "testdata" / "risky-applicant.json").read_text())
 
 
 @pytest.fixture(scope="module", params=["1", "2"], ids=["hgb", "logreg"])

@@ -2,7 +2,9 @@
 and the reason table and the params schema hold their rules (training/explain.py,
 training/credit_model.py)."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,22 +107,9 @@ def test_moving_the_top_reason_toward_the_reference_lowers_the_risk(trained):
 
 def test_constructed_risky_applicant_names_debt_and_delinquencies(trained):
     fitted, _, _, _, explainer = trained
+    # Very high debt-to-income and recent delinquencies (shared with the integration test).
     applicant = pd.DataFrame(
-        [
-            {
-                "annual_income": 65_000.0,
-                "loan_amount": 12_000.0,
-                "employment_length_years": 6.0,
-                "debt_to_income": 55.0,
-                "num_delinquencies": 4.0,
-                "credit_history_years": 10.0,
-                "revolving_utilization": 0.7,
-                "num_open_accounts": 9.0,
-                "term": "36 months",
-                "home_ownership": "MORTGAGE",
-                "loan_purpose": "debt_consolidation",
-            }
-        ]
+        [json.loads((Path(__file__).parents[1] / "testdata" / "risky-applicant.json").read_text())]
     )
     (reasons,) = explainer.reasons(_features(fitted, applicant), 4)
     named = [reason["column"] for reason in reasons]
