@@ -7,6 +7,7 @@ import os
 
 from prometheus_client import multiprocess
 
+from serving.balance import ConnectionTable
 from serving.metrics import WORKER_SLOT_VARIABLE
 from serving.settings import load_settings
 
@@ -43,6 +44,12 @@ import mlflow.pyfunc.scoring_server  # noqa: E402, F401
 import sklearn.ensemble  # noqa: E402, F401
 
 
+# Open connections per worker slot, shared with the workers forked below (serving/balance.py).
+# A reload (SIGHUP) reads this file again: the new workers share a new table, the old ones
+# only finish their requests.
+connections = ConnectionTable() if _settings.balanced_accept else None
+
+
 def pre_fork(server, worker):
     """Give the new worker the lowest slot number no live worker holds (for /metrics)."""
     taken = {getattr(other, "slot", None) for other in server.WORKERS.values()}
@@ -52,8 +59,13 @@ def pre_fork(server, worker):
 def post_fork(server, worker):
     # In the worker, before it loads the app: serving/metrics.py labels its series with it.
     os.environ[WORKER_SLOT_VARIABLE] = str(worker.slot)
+    if connections is not None:
+        connections.join(worker.slot)
+        worker.connections = connections
 
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges, so /metrics only counts live workers' values."""
     multiprocess.mark_process_dead(worker.pid)
+    if connections is not None:
+        connections.leave(worker.slot)

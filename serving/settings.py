@@ -110,6 +110,11 @@ class ServingSettings(BaseSettings):
         description="Milliseconds the first queued request may wait for others to join its "
         "model call; 0 adds no waiting (a batch is only what queued meanwhile).",
     )
+    balanced_accept: bool = Field(
+        True,
+        description="Workers take connections in turn from the shared socket, so a burst is "
+        "spread evenly (serving/balance.py); false: uvicorn's own accept.",
+    )
     keepalive: int = Field(
         75, ge=1, le=3600, description="Idle keep-alive seconds; longer than the gateway's."
     )
