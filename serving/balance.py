@@ -79,9 +79,7 @@ class ConnectionTable:
     def fair_to_accept(self, slot: int) -> bool:
         """True when this slot holds no more open connections than the least loaded other."""
         mine = self._counts[slot]
-        others = [
-            count for other, count in enumerate(self._counts) if other != slot and count >= 0
-        ]
+        others = [count for other, count in enumerate(self._counts) if other != slot and count >= 0]
         return not others or mine <= min(others)
 
 

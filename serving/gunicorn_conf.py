@@ -43,7 +43,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import mlflow.pyfunc.scoring_server  # noqa: E402, F401
 import sklearn.ensemble  # noqa: E402, F401
 
-
 # Open connections per worker slot, shared with the workers forked below (serving/balance.py).
 # A reload (SIGHUP) reads this file again: the new workers share a new table, the old ones
 # only finish their requests.

@@ -58,7 +58,8 @@ class ModelServerWorker(UvicornWorker):
         # SERVING_BALANCED_ACCEPT is on; otherwise uvicorn's own accept.
         table = getattr(self, "connections", None)
         if table is None:
-            return await super()._serve()
+            await super()._serve()
+            return
         self.config.app = self.wsgi
         server = BalancedServer(self.config, table, self.slot)
         self._install_sigquit_handler()
