@@ -52,6 +52,7 @@ from serving.logs import configure_logging
 from serving.metrics import Metrics
 from serving.mlflow_errors import classify_mlflow_error
 from serving.settings import load_settings
+from serving.shadow import ShadowMetrics, ShadowSettings, load_shadow_settings
 from serving.state import ServedModel
 
 log = logging.getLogger("serving.app")
@@ -78,6 +79,7 @@ class ServingApp:
         state_path: Path,
         batcher: Batcher | None = None,
         evidence: Evidence | None = None,
+        shadow_settings: ShadowSettings | None = None,
     ):
         self.settings = settings
         self.loaded = loaded
@@ -87,9 +89,11 @@ class ServingApp:
         # Requests of a model with a contract are scored together (serving/batching.py);
         # `batcher.on_scored` is where each scored request can be observed whole.
         self.batcher = batcher
-        # The worker's decision log (serving/evidence.py), fed by `batcher.on_scored`; its
-        # writer is flushed and stopped at the worker's lifespan shutdown.
+        # The worker's decision log and shadow (serving/evidence.py), fed by
+        # `batcher.on_scored` or, on MLflow's path, after the answer; flushed and stopped at
+        # the worker's lifespan shutdown.
         self.evidence = evidence
+        self.shadow_settings = shadow_settings or ShadowSettings()
         metadata = getattr(loaded.pyfunc, "metadata", None)
         # The signature's params (reason codes, ...): a body's `params` is checked against it.
         self.params_schema = metadata.get_params_schema() if metadata is not None else None
@@ -227,6 +231,7 @@ class ServingApp:
         # a prediction still running counts, so slow requests cannot pile up threads.
         self.busy += 1
         self.metrics.in_flight.labels(self.loaded.served.version).inc()
+        admitted = time.perf_counter()
         task = None
         try:
             context.timeout = self.settings.request_timeout
@@ -240,7 +245,16 @@ class ServingApp:
                 context.report(api_error("timeout", timeout=context.timeout))
                 await self.send_error(send, context, context.error)
                 return
-            await self._answer(task.result(), send, context)
+            result = task.result()
+            await self._answer(result, send, context)
+            if (
+                self.evidence is not None
+                and context.scored_rows is not None
+                and isinstance(result, CapturedResponse)
+                and result.status < 400
+            ):
+                # MLflow's path, after its answer was sent: queue the decision (and the shadow).
+                self.evidence.on_mlflow_scored(context, (time.perf_counter() - admitted) * 1000)
         finally:
             if task is None or task.done():
                 self._release()
@@ -322,6 +336,9 @@ class ServingApp:
     ) -> CapturedResponse | ApiError:
         """Run MLflow's /invocations on the buffered body and keep its answer."""
         response = CapturedResponse()
+        # The predict hook keeps the scored frame and output on the context for the decision
+        # log (the batch path records through Batcher.on_scored instead).
+        context.keep_scored = self.evidence is not None
         headers = [
             (name, value)
             for name, value in scope["headers"]
@@ -389,6 +406,7 @@ class ServingApp:
         except (OSError, ValueError, TypeError):
             current = served
         failure = current.last_swap_failure
+        challenger_failure = current.last_challenger_failure
         contract = self.loaded.contract
         await self.send_json(
             send,
@@ -419,8 +437,27 @@ class ServingApp:
                     "failed": current.swap_failures,
                     "last_failure": failure.__dict__ if failure else None,
                 },
+                # The challenger this worker scores in the shadow (serving/shadow.py), or null.
+                "challenger": self._challenger_info(served),
+                "challenger_checks": {
+                    "failed": current.challenger_failures,
+                    "last_failure": challenger_failure.__dict__ if challenger_failure else None,
+                },
             },
         )
+
+    def _challenger_info(self, served: ServedModel) -> dict | None:
+        shadow = self.evidence.shadow if self.evidence is not None else None
+        if shadow is None:
+            return None
+        record = served.challenger
+        return {
+            "version": shadow.version,
+            "alias": self.shadow_settings.alias,
+            "run_id": record.run_id if record is not None else None,
+            "share": self.shadow_settings.share,
+            "queue_size": self.shadow_settings.queue_size,
+        }
 
     async def live(self, scope, receive, send, context: RequestContext) -> None:
         await self.send_json(send, 200, {"status": "alive"})
@@ -482,16 +519,21 @@ def create_app() -> ServingApp:
             on_batch=metrics.batch_scored,
             on_expired=metrics.aborted.labels(served.version).inc,
         )
-    # Per worker (no preload: create_app runs after the fork), and the writer thread starts
-    # on the first decision, so no thread crosses a fork. Only the batch path knows each
-    # scored request whole; with batching off nothing is logged (serving/decisions/README.md).
-    evidence = None
-    if batcher is not None:
-        evidence = Evidence.for_worker(served.name, served.version)
-        if evidence.enabled:
-            batcher.on_scored.append(evidence.on_scored)
-        else:
-            evidence = None
+    # Per worker (no preload: create_app runs after the fork), and the writer and shadow
+    # threads start on the first decision, so no thread crosses a fork. The batch path
+    # records through `batcher.on_scored`; MLflow's path (batching off, or a model without a
+    # contract) after its answer was sent, from what the predict hook kept (serving/context.py).
+    shadow_settings = load_shadow_settings()
+    # Created whenever shadowing is on, so /metrics shows the counters (at 0) also while no
+    # challenger is loaded.
+    shadow_metrics = ShadowMetrics() if shadow_settings.share > 0 else None
+    evidence = Evidence.for_worker(
+        served.name, served.version, served.challenger, shadow_settings, shadow_metrics
+    )
+    if not evidence.enabled:
+        evidence = None
+    elif batcher is not None:
+        batcher.on_scored.append(evidence.on_scored)
     log.info(
         "worker ready",
         extra={
@@ -503,4 +545,6 @@ def create_app() -> ServingApp:
             }
         },
     )
-    return ServingApp(settings, loaded, mlflow_app, metrics, state_path, batcher, evidence)
+    return ServingApp(
+        settings, loaded, mlflow_app, metrics, state_path, batcher, evidence, shadow_settings
+    )

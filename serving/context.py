@@ -26,6 +26,12 @@ class RequestContext:
     # timeout it came from, for the 504 message.
     deadline: float | None = None
     timeout: float = 0.0
+    # Set by the wrapper for a request it hands to MLflow's app: the predict hook then keeps
+    # the frame it scored and the model's output (references), for the decision log and the
+    # shadow once the answer is sent (serving/evidence.py). The batch path has its own hook.
+    keep_scored: bool = False
+    scored_rows: object = None
+    scored_outputs: object = None
 
     def report(self, error: ApiError) -> ApiError:
         """Remember `error` as this request's answer; returns it for `raise`."""

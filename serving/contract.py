@@ -317,7 +317,9 @@ def install_predict_hook(
     `chunk_rows` rows and the request's deadline is checked before each one; past it the hook
     stops with a timeout, so a request that timed out frees its worker thread within one
     chunk's time. `on_call` counts model calls (/metrics: the tests' proof that refused input
-    never reached the model), `on_abort` predictions stopped at the deadline.
+    never reached the model), `on_abort` predictions stopped at the deadline. When the
+    context asks for it (`keep_scored`, MLflow's path), the frame and the output are kept on
+    it for the decision log.
     """
     from mlflow.exceptions import MlflowException
 
@@ -344,6 +346,8 @@ def install_predict_hook(
             raise report(api_error("model_error")) from None
         if context is not None:
             context.rows = len(data) if hasattr(data, "__len__") else 0
+            if context.keep_scored:
+                context.scored_rows, context.scored_outputs = data, result
         return result
 
     pyfunc.predict = predict

@@ -1,9 +1,12 @@
 """What the request path hands a scored request to: the decision log and the shadow.
 
-`Evidence.scored(...)` is the one call the model server makes once a scored request's answer
-has been sent: the rows it scored, the outputs it answered, the latency. It records the
+`Evidence.scored(...)` is the one call the model server makes for a scored request once its
+answer is written: the rows it scored, the outputs it answered, the latency. It records the
 champion's decision (serving/decisions/) and offers the rows to the challenger's shadow
-(serving/shadow.py); both only queue and return.
+(serving/shadow.py); both only queue and return. Two paths call it: the batcher's
+`on_scored` hook (`Evidence.on_scored`, rows as a `RowView`) and, for a request MLflow's own
+app scored (batching off, or a model without a contract), the wrapper after the answer was
+sent (rows and outputs as the predict hook saw them, DataFrames; serving/app.py).
 
 The API key's name comes from the gateway's `X-Client` header, which nginx sets from its key
 map (`nginx/snippets/proxy.conf`: `proxy_set_header X-Client $api_client`, replacing whatever
@@ -16,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from serving.decisions import DecisionLog, load_decision_settings
-from serving.shadow import ShadowScorer, ShadowSettings
+from serving.shadow import ShadowMetrics, ShadowScorer, ShadowSettings, load_shadow
 
 KEY_NAME_HEADER = b"x-client"
 
@@ -61,16 +64,29 @@ class Evidence:
         self.shadow = shadow
 
     @classmethod
-    def for_worker(cls, model_name: str, version: str, challenger=None) -> Evidence:
-        """From the DECISIONS_* and SHADOW_* settings; `challenger` is (model, version) of a
-        checked @challenger, or None."""
+    def for_worker(
+        cls,
+        model_name: str,
+        version: str,
+        challenger=None,
+        shadow_settings: ShadowSettings | None = None,
+        shadow_metrics: ShadowMetrics | None = None,
+    ) -> Evidence:
+        """From the DECISIONS_* and SHADOW_* settings. `challenger` is the checked
+        @challenger the supervisor recorded (serving.state.ShadowModel) or None; it is loaded
+        here only when the decision log is on (its decisions have nowhere else to go)."""
         decision_log = DecisionLog(load_decision_settings())
+        settings = shadow_settings or ShadowSettings()
+        loaded = load_shadow(challenger, settings) if decision_log.enabled else None
         shadow = None
-        if challenger is not None:
-            model, challenger_version = challenger
+        if loaded is not None:
+            from serving.batching import mlflow_frame_builder
+
+            model, challenger_version = loaded
             shadow = ShadowScorer(
-                ShadowSettings(), model, model_name, challenger_version, decision_log
-            )
+                settings, model, model_name, challenger_version, decision_log, shadow_metrics,
+                build_frame=mlflow_frame_builder(model.metadata.get_input_schema()),
+            )  # fmt: skip
         return cls(decision_log, model_name, version, shadow)
 
     def scored(
@@ -94,6 +110,16 @@ class Evidence:
             record.latency_s * 1000,
         )
 
+    def on_mlflow_scored(self, context, latency_ms: float) -> bool:
+        """A request MLflow's app scored and answered 2xx (serving/app.py): record what the
+        predict hook kept on its context (serving/context.py). Only a table of outputs with
+        one row per input row is recorded (False otherwise): the log stores one row each."""
+        rows, outputs = context.scored_rows, context.scored_outputs
+        if not (_is_table(rows) and _is_table(outputs) and len(rows) == len(outputs)):
+            return False
+        self.scored(context.request_id, context.headers, rows, outputs, latency_ms)
+        return True
+
     @property
     def enabled(self) -> bool:
         """Whether anything is recorded (DECISIONS_MODE is not `off`)."""
@@ -103,3 +129,8 @@ class Evidence:
         if self.shadow is not None:
             self.shadow.close(timeout)
         self.decision_log.close(timeout)
+
+
+def _is_table(value) -> bool:
+    """A pandas DataFrame (duck-typed: pandas is not imported on the request path)."""
+    return hasattr(value, "iloc") and hasattr(value, "columns") and hasattr(value, "to_json")

@@ -18,7 +18,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from serving.state import ServedModel
 
@@ -142,7 +142,7 @@ class Metrics:
 
 
 class _SwapCollector:
-    """Swap outcomes recorded by the supervisor."""
+    """Swap outcomes and the shadow's challenger, as recorded by the supervisor."""
 
     def __init__(self, state_path: Path):
         self.state_path = state_path
@@ -158,5 +158,19 @@ class _SwapCollector:
             "model_server_swap_failures", "Alias moves not followed because the version failed"
         )
         failed.add_metric([], state.swap_failures)
+        challenger_failed = CounterMetricFamily(
+            "model_server_challenger_check_failures",
+            "@challenger versions not shadowed because they failed the check",
+        )
+        challenger_failed.add_metric([], state.challenger_failures)
+        challenger = GaugeMetricFamily(
+            "model_server_challenger_version_info",
+            "1 for the @challenger version the workers shadow-score (absent: none)",
+            labels=["model_name", "model_version"],
+        )
+        if state.challenger is not None:
+            challenger.add_metric([state.name, state.challenger.version], 1)
         yield done
         yield failed
+        yield challenger_failed
+        yield challenger

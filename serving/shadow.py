@@ -1,15 +1,29 @@
 """Shadow scoring of `@challenger`: the same live rows, scored after the champion answered.
 
-The model server (when SHADOW_SHARE > 0 and the alias exists) loads the challenger with the
-champion's own check (`load_and_check`: loads, its contract parses, it predicts its input
-example) and offers it a share of scored requests *after the champion's answer was sent*.
+How it is wired (serving/README.md, "Shadow scoring"):
+
+- the supervisor (serving/supervisor.py), when SHADOW_SHARE > 0, resolves SHADOW_ALIAS
+  (`challenger`) of the served model, downloads that version into the cache and checks it in
+  the same separate process as the champion (serving/validate.py); only a version that passed
+  is recorded in the served-model state (`ServedModel.challenger`). Each poll follows the
+  alias: a move or a deletion reloads the workers (SIGHUP); a version that fails its check is
+  counted in the state (`/model` `challenger_checks`, `/metrics`
+  `model_server_challenger_check_failures_total`) and never loaded;
+- each worker (`serving.app.create_app`) loads the recorded challenger with the champion's own
+  check (`load_shadow`) and gives it to its `Evidence` (serving/evidence.py), which offers
+  every scored request to `ShadowScorer.offer` after the champion's decision was recorded:
+  on the batch path from `Batcher.on_scored`, on MLflow's path after the answer was sent.
+
 `ShadowScorer.offer` is all the request path calls: it samples by request id (a retried
 request is sampled the same way), puts a reference on a small bounded queue and returns; when
 the queue is full the request is dropped and counted (`model_server_shadow_dropped_total`).
-One thread per worker scores the queue with the challenger and records its decisions in the
-decision log with role `challenger`, under the champion's request id and rows, so
-`make compare` can pair them. A challenger that raises is counted
-(`model_server_shadow_errors_total`) and logged by exception type; no answer ever sees it.
+One thread per worker scores the queue with the challenger (without the request's MLflow
+`params`: reason codes are not compared) and records its decisions in the decision log with
+role `challenger`, under the champion's request id and rows, so `make compare` can pair them
+(`model_server_shadow_scored_total`). A challenger that raises is counted
+(`model_server_shadow_errors_total`) and logged by exception type, never its message; no
+answer ever sees it. Shadow decisions need the decision log: with DECISIONS_MODE=off the
+workers load no challenger.
 """
 
 from __future__ import annotations
@@ -18,10 +32,11 @@ import hashlib
 import logging
 import queue
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common import facts
@@ -43,6 +58,29 @@ class ShadowSettings(BaseSettings):
     queue_size: int = Field(
         64, ge=1, le=10_000, description="Requests one worker holds for the shadow; more drop."
     )
+
+
+# What the registry answers for an alias that does not exist (INVALID_PARAMETER_VALUE, from
+# SqlAlchemyStore.get_model_version_by_alias) or a model that does not (RESOURCE_DOES_NOT_EXIST).
+_ABSENT_ALIAS_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"})
+
+
+def alias_is_absent(error_code: str | None) -> bool:
+    """Whether an MlflowException's error code means "no such alias" (nothing to shadow),
+    as opposed to a registry that failed (keep what is loaded)."""
+    return error_code in _ABSENT_ALIAS_CODES
+
+
+def load_shadow_settings() -> ShadowSettings:
+    """Read the settings; on invalid values raise SystemExit with what to set."""
+    try:
+        return ShadowSettings()
+    except ValidationError as error:
+        problems = [
+            f"SHADOW_{str(item['loc'][0]).upper() if item['loc'] else '?'}: {item['msg']}"
+            for item in error.errors()
+        ]
+        raise SystemExit("model server: invalid settings: " + "; ".join(problems)) from None
 
 
 class ShadowMetrics:
@@ -86,6 +124,7 @@ class ShadowScorer(BackgroundQueue):
         version: str,
         decision_log: DecisionLog,
         metrics: ShadowMetrics | None = None,
+        build_frame: Callable[[list[str], list[list]], object] | None = None,
     ):
         super().__init__(settings.queue_size)
         self.settings = settings
@@ -94,6 +133,9 @@ class ShadowScorer(BackgroundQueue):
         self.version = str(version)
         self.decision_log = decision_log
         self.metrics = metrics or ShadowMetrics()
+        # Rows handed over as columns + lists (the batch path's RowView) become the frame
+        # MLflow would build for the challenger's own signature, in the shadow thread.
+        self.build_frame = build_frame
 
     def sampled(self, request_id: str) -> bool:
         """Whether this request is in the shadow share (stable for a request id)."""
@@ -122,10 +164,17 @@ class ShadowScorer(BackgroundQueue):
             finally:
                 self._queue.task_done()
 
+    def model_input(self, rows):
+        """What the challenger's predict gets: a DataFrame as it is; rows that carry their
+        `columns` and `data` (serving/evidence.py RowView) built into a frame."""
+        if self.build_frame is not None and not hasattr(rows, "iloc") and hasattr(rows, "data"):
+            return self.build_frame(rows.columns, rows.data)
+        return rows
+
     def _score(self, offer: _Offer) -> None:
         started = time.perf_counter()
         try:
-            outputs = self.model.predict(offer.rows)
+            outputs = self.model.predict(self.model_input(offer.rows))
         except Exception as error:  # noqa: BLE001 - a failing challenger must never matter
             self.metrics.errors.inc()
             log.warning(
@@ -144,24 +193,42 @@ class ShadowScorer(BackgroundQueue):
 
 
 def load_challenger(model_name: str, settings: ShadowSettings):
-    """The challenger checked like the champion, as (model, version), or None when shadowing
-    is off, the alias does not exist, or the version fails its check (logged)."""
+    """The registry's `@challenger` checked like the champion, as (model, version), or None
+    when shadowing is off, the alias does not exist, or the version fails its check (logged).
+    The model server does not use this (the supervisor resolves and checks, the workers
+    `load_shadow`); it is for a process that has no supervisor (a notebook, the tests)."""
     if settings.share <= 0:
         return None
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from serving.loading import ModelCheckFailed, load_and_check
 
     try:
         version = MlflowClient().get_model_version_by_alias(model_name, settings.alias).version
     except MlflowException as error:
         log.info("shadow: no @%s to shadow (%s)", settings.alias, error.error_code)
         return None
-    try:
-        model, _seconds = load_and_check(f"models:/{model_name}/{version}")
-    except ModelCheckFailed as failure:
-        log.warning("shadow: @%s v%s fails its check, not shadowed: %s",
-                    settings.alias, version, failure.reason)  # fmt: skip
+    return _checked(f"models:/{model_name}/{version}", str(version), settings.alias)
+
+
+def load_shadow(challenger, settings: ShadowSettings):
+    """In a worker: the challenger the supervisor recorded and checked (a
+    serving.state.ShadowModel, or None), loaded with the same check, as (model, version); None
+    when there is none, shadowing is off, or it fails here (logged: the worker serves on)."""
+    if challenger is None or settings.share <= 0:
         return None
-    return model, str(version)
+    return _checked(challenger.path, challenger.version, challenger.alias)
+
+
+def _checked(path_or_uri: str, version: str, alias: str):
+    from serving.loading import ModelCheckFailed, load_and_check, short_reason
+
+    try:
+        model, _seconds = load_and_check(path_or_uri)
+    except ModelCheckFailed as failure:
+        reason = failure.reason
+    except Exception as error:  # noqa: BLE001 - a challenger must never stop the champion
+        reason = short_reason(error)
+    else:
+        return model, version
+    log.warning("shadow: @%s v%s fails its check, not shadowed: %s", alias, version, reason)
+    return None

@@ -22,6 +22,17 @@ class SwapFailure:
 
 
 @dataclass
+class ShadowModel:
+    """The checked `@challenger` version the workers load next to the champion (shadow.py)."""
+
+    version: str
+    alias: str
+    run_id: str | None
+    path: str
+    resolved_at: str
+
+
+@dataclass
 class ServedModel:
     """The model version the workers load, and the history of swaps around it."""
 
@@ -36,6 +47,11 @@ class ServedModel:
     last_swap_failure: SwapFailure | None = None
     swaps: int = 0
     extra: dict = field(default_factory=dict)
+    # Shadow scoring (SHADOW_SHARE > 0): the challenger the workers load, or None; and the
+    # challenger versions that failed their check (never loaded; the champion is unaffected).
+    challenger: ShadowModel | None = None
+    challenger_failures: int = 0
+    last_challenger_failure: SwapFailure | None = None
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,4 +67,13 @@ class ServedModel:
     def read(cls, path: Path) -> ServedModel:
         data = json.loads(path.read_text())
         failure = data.pop("last_swap_failure", None)
-        return cls(**data, last_swap_failure=SwapFailure(**failure) if failure else None)
+        challenger = data.pop("challenger", None)
+        challenger_failure = data.pop("last_challenger_failure", None)
+        return cls(
+            **data,
+            last_swap_failure=SwapFailure(**failure) if failure else None,
+            challenger=ShadowModel(**challenger) if challenger else None,
+            last_challenger_failure=SwapFailure(**challenger_failure)
+            if challenger_failure
+            else None,
+        )

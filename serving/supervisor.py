@@ -15,6 +15,14 @@ closes that gap without touching MLflow's scoring server:
    keeps serving, and `/model` and `/metrics` report the failed attempt.
 
 If the registry is unreachable at start, the last-known-good record in the cache is served.
+
+Shadow scoring (SHADOW_SHARE > 0, serving/shadow.py): the supervisor resolves `@challenger`
+(SHADOW_ALIAS) of the same model the same way, downloads and checks it in the same separate
+process, and records it in the served-model state; each worker loads it next to the champion.
+Every poll follows that alias too: a move or a deletion rewrites the record and reloads the
+workers (SIGHUP, as for the champion; both changes of one poll share one reload). A challenger
+that fails its check is never recorded: whatever was loaded stays, the champion is untouched,
+and `/model` (`challenger_checks`) and `/metrics` report the failure.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from pathlib import Path
 
 from serving.logs import configure_logging
 from serving.settings import ServingSettings, load_settings
-from serving.state import ServedModel, SwapFailure
+from serving.shadow import ShadowSettings, alias_is_absent, load_shadow_settings
+from serving.state import ServedModel, ShadowModel, SwapFailure
 
 log = logging.getLogger("serving.supervisor")
 
@@ -84,6 +93,22 @@ class Registry:
             raise RegistryUnavailable(_first_line(error)) from None
         return str(found.version), found.run_id
 
+    def alias_version(self, alias: str) -> tuple[str, str | None] | None:
+        """(version, run_id) that `alias` of the served model points at, or None when the
+        alias (or the model) does not exist."""
+        import requests
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.get_model_version_by_alias(self.settings.model_name, alias)
+        except MlflowException as error:
+            if alias_is_absent(error.error_code):
+                return None
+            raise RegistryUnavailable(_first_line(error)) from None
+        except (requests.RequestException, OSError) as error:
+            raise RegistryUnavailable(_first_line(error)) from None
+        return str(found.version), found.run_id
+
     def download(self, version: str) -> Path:
         """Download a version into the cache (once) and return its local directory."""
         import mlflow
@@ -125,18 +150,28 @@ def validate(model_path: Path) -> None:
     except subprocess.TimeoutExpired:
         raise ModelRejected(f"the check did not finish within {VALIDATE_TIMEOUT}s") from None
     if result.returncode != 0:
-        lines = (result.stdout + result.stderr).strip().splitlines()
+        # The check prints its one line on stdout; stderr may end with a library's warning
+        # (a model's own logging), which must not become the reason.
+        lines = result.stdout.strip().splitlines() or result.stderr.strip().splitlines()
         raise ModelRejected(lines[-1] if lines else f"check exited {result.returncode}")
 
 
 class Supervisor:
-    def __init__(self, settings: ServingSettings):
+    def __init__(self, settings: ServingSettings, shadow: ShadowSettings | None = None):
         self.settings = settings
+        self.shadow = shadow or ShadowSettings()
         self.state_path = settings.cache_dir / STATE_FILE
         self.registry = Registry(settings)
         self.stopping = threading.Event()
         self.gunicorn: subprocess.Popen | None = None
         self.served: ServedModel | None = None
+        # A version that failed its check is not checked again until its alias moves.
+        self.failed_version: str | None = None
+        self.failed_challenger: str | None = None
+
+    @property
+    def shadowing(self) -> bool:
+        return self.shadow.share > 0
 
     def initial_model(self) -> ServedModel:
         """The version to start with: the registry's, or the cached last-known-good one."""
@@ -164,7 +199,23 @@ class Supervisor:
             log.warning("registry: %s; serving cached version %s", error, cached.version)
             cached.source = "cache"
             cached.extra["cache_reason"] = str(error)
+            if not self.shadowing or (
+                cached.challenger is not None and not Path(cached.challenger.path).is_dir()
+            ):
+                cached.challenger = None
             return cached
+
+    def initial_challenger(self) -> None:
+        """Resolve and check `@challenger` once at start (shadowing on); a failure is recorded
+        and the server starts without a challenger."""
+        if not self.shadowing:
+            return
+        try:
+            found = self.registry.alias_version(self.shadow.alias)
+        except RegistryUnavailable as error:
+            log.warning("registry: %s; @%s not resolved at start", error, self.shadow.alias)
+            return
+        self._follow_challenger_to(found)
 
     def _cached(self) -> ServedModel | None:
         try:
@@ -198,33 +249,95 @@ class Supervisor:
         )
 
     def follow(self) -> None:
-        """Poll the alias until stopped; swap to a new version only after it passed the check."""
-        failed_version = None
+        """Poll the aliases until stopped; reload the workers once per poll that changed the
+        record, only with versions that passed the check."""
         while not self.stopping.wait(self.settings.poll_interval):
+            if self.poll_once():
+                self._reload()
+
+    def poll_once(self) -> bool:
+        """One look at `@champion` (when followed) and `@challenger` (when shadowing); True
+        when the record changed and the workers must reload."""
+        changed = False
+        if self.settings.alias:
+            changed |= self._follow_champion()
+        if self.shadowing:
             try:
-                version, run_id = self.registry.current_version()
+                found = self.registry.alias_version(self.shadow.alias)
             except RegistryUnavailable as error:
-                log.warning(
-                    "registry unreachable, still serving version %s: %s", self.served.version, error
-                )
-                continue
-            if version in (self.served.version, failed_version):
-                continue
-            log.info(
-                "alias %s moved to version %s (serving %s); checking it",
-                self.settings.alias,
-                version,
-                self.served.version,
+                log.warning("registry unreachable, keeping the challenger as it is: %s", error)
+            else:
+                changed |= self._follow_challenger_to(found)
+        return changed
+
+    def _follow_champion(self) -> bool:
+        try:
+            version, run_id = self.registry.current_version()
+        except RegistryUnavailable as error:
+            log.warning(
+                "registry unreachable, still serving version %s: %s", self.served.version, error
             )
-            try:
-                path = self.registry.download(version)
-                validate(path)
-            except (RegistryUnavailable, ModelRejected) as error:
-                failed_version = version if isinstance(error, ModelRejected) else None
-                self._record_failure(version, str(error))
-                continue
-            failed_version = None
-            self._swap(version, run_id, path)
+            return False
+        if version in (self.served.version, self.failed_version):
+            return False
+        log.info(
+            "alias %s moved to version %s (serving %s); checking it",
+            self.settings.alias,
+            version,
+            self.served.version,
+        )
+        try:
+            path = self.registry.download(version)
+            validate(path)
+        except (RegistryUnavailable, ModelRejected) as error:
+            self.failed_version = version if isinstance(error, ModelRejected) else None
+            self._record_failure(version, str(error))
+            return False
+        self.failed_version = None
+        self._swap(version, run_id, path)
+        return True
+
+    def _follow_challenger_to(self, found: tuple[str, str | None] | None) -> bool:
+        """Make the record's challenger what `@challenger` points at (`found`, or None when
+        the alias is gone); True when the record changed."""
+        current = self.served.challenger
+        step = challenger_step(
+            current.version if current else None,
+            found[0] if found else None,
+            self.failed_challenger,
+        )
+        if found is None:
+            self.failed_challenger = None
+        if step == KEEP:
+            return False
+        if step == DROP:
+            log.info("@%s deleted: no more shadow scoring of v%s", self.shadow.alias,
+                     current.version)  # fmt: skip
+            self.served.challenger = None
+            self.served.write(self.state_path)
+            return True
+        version, run_id = found
+        log.info("@%s points at version %s; checking it for shadow scoring",
+                 self.shadow.alias, version)  # fmt: skip
+        try:
+            path = self.registry.download(version)
+            validate(path)
+        except (RegistryUnavailable, ModelRejected) as error:
+            self.failed_challenger = version if isinstance(error, ModelRejected) else None
+            log.error("not shadowing version %s: %s", version, error)
+            self.served.challenger_failures += 1
+            self.served.last_challenger_failure = SwapFailure(
+                version=version, reason=str(error)[:500], at=now()
+            )
+            self.served.write(self.state_path)
+            return False
+        self.failed_challenger = None
+        self.served.challenger = ShadowModel(
+            version=version, alias=self.shadow.alias, run_id=run_id, path=str(path),
+            resolved_at=now(),
+        )  # fmt: skip
+        self.served.write(self.state_path)
+        return True
 
     def _record_failure(self, version: str, reason: str) -> None:
         log.error(
@@ -241,11 +354,19 @@ class Supervisor:
         self.served.swaps += 1
         self.served.extra.pop("cache_reason", None)
         self.served.write(self.state_path)
+        log.info("swapping %s -> %s", previous, version)
+
+    def _reload(self) -> None:
         self.gunicorn.send_signal(signal.SIGHUP)
-        log.info("swapped %s -> %s: gunicorn reloads its workers gracefully", previous, version)
+        log.info(
+            "gunicorn reloads its workers gracefully: version %s, challenger %s",
+            self.served.version,
+            self.served.challenger.version if self.served.challenger else "none",
+        )
 
     def run(self) -> int:
         self.served = self.initial_model()
+        self.initial_challenger()
         self.served.write(self.state_path)
         log.info(
             "serving %s version %s (%s), alias %s",
@@ -259,7 +380,7 @@ class Supervisor:
             signal.signal(signum, self._stop)
         # SIGHUP to the supervisor (e.g. `kill -HUP 1` in a container) reloads the workers.
         signal.signal(signal.SIGHUP, lambda signum, frame: self.gunicorn.send_signal(signum))
-        if self.settings.alias:
+        if self.settings.alias or self.shadowing:
             threading.Thread(target=self.follow, name="alias-follower", daemon=True).start()
         code = self.gunicorn.wait()
         self.stopping.set()
@@ -269,6 +390,21 @@ class Supervisor:
         self.stopping.set()
         if self.gunicorn and self.gunicorn.poll() is None:
             self.gunicorn.send_signal(signal.SIGTERM)
+
+
+KEEP, DROP, CHECK = "keep", "drop", "check"
+
+
+def challenger_step(loaded: str | None, aliased: str | None, failed: str | None) -> str:
+    """What one poll does about the challenger: `loaded` is the recorded version (or None),
+    `aliased` the version @challenger points at now (None: no such alias), `failed` the
+    version that last failed its check. KEEP the record, DROP the challenger, or CHECK the
+    aliased version (and record it if it passes)."""
+    if aliased is None:
+        return KEEP if loaded is None else DROP
+    if aliased in (loaded, failed):
+        return KEEP
+    return CHECK
 
 
 def _first_line(error: Exception) -> str:
@@ -281,9 +417,10 @@ def main() -> int:
     # is for the server's own user only: 0600 files, 0700 folders.
     os.umask(0o077)
     settings = load_settings()
+    shadow = load_shadow_settings()
     configure_logging(settings.log_level)
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    return Supervisor(settings).run()
+    return Supervisor(settings, shadow).run()
 
 
 def empty_directory(path: Path) -> None:
