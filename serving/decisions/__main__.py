@@ -1,11 +1,14 @@
 """`python -m serving.decisions migrate|prune`: the decision log's schema and its retention.
 
-    python -m serving.decisions migrate [--wait 120]  # create the database and the table
+    python -m serving.decisions migrate [--wait 120]  # create the database, the table and
+                                                      # the writer role (DECISIONS_WRITER_*)
     python -m serving.decisions prune     # delete rows older than DECISIONS_RETENTION_DAYS
 
 The stack runs `migrate` before the model server starts (compose: the one-shot
 `decisions-migrate` service; Kubernetes: an init container of the mlflow Deployment; natively:
-stack/local.py). The model server's writer also prunes, every DECISIONS_PRUNE_INTERVAL.
+the writer's own SQLite file). Natively the model server's writer also prunes, every
+DECISIONS_PRUNE_INTERVAL; in compose and Kubernetes its role may only insert, and `prune` runs on
+a schedule as the owner (the `decisions-prune` service and CronJob).
 Exit status: 0 done, 1 the store failed, 2 bad settings.
 """
 
@@ -44,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             if _reachable(store, args.wait):
                 print(f"decision log: created the database {store.where}", flush=True)
             print(f"decision log: {store.migrate()}", flush=True)
+            if settings.writer_password is not None:
+                password = settings.writer_password.get_secret_value()
+                print(f"decision log: {store.grant_writer(settings.writer_role, password)}")
         else:
             cutoff = datetime.now(UTC) - timedelta(days=settings.retention_days)
             print(f"decision log: deleted {store.prune(cutoff)} rows older than {cutoff:%Y-%m-%d}")

@@ -4,9 +4,12 @@
 queue and returns; it never waits, never touches the store and never raises. When the queue
 is full the entry is dropped and counted. The writer thread turns entries into rows (the
 inputs' JSON or keyed hashes), writes up to DECISIONS_BATCH_SIZE requests per transaction, and
-deletes rows past the retention every DECISIONS_PRUNE_INTERVAL seconds. A store that fails
-(database down, disk full) costs the entries of that batch, counted, and the writer
-reconnects on the next batch, so logging resumes by itself when the store returns.
+deletes rows past the retention every DECISIONS_PRUNE_INTERVAL seconds (0: never; compose and
+Kubernetes prune on a schedule instead). A store that fails (database down, disk full) costs
+the entries of that batch, counted; the writer then waits before it tries again (0.5 s,
+doubling up to DECISIONS_RECONNECT_BACKOFF_MAX) while new entries wait in the queue (dropped
+and counted once it is full), and reconnects, so logging resumes by itself when the store
+returns, without a connection attempt per batch against a database that is down.
 
 This is the pattern of Seldon's and MLflow's trace export (a bounded queue that drops), not
 KServe's payload logger (a goroutine per event, kserve #6167).
@@ -35,6 +38,8 @@ log = logging.getLogger("serving.decisions")
 
 CHAMPION_ROLE = "champion"
 CHALLENGER_ROLE = "challenger"
+RETRY_FIRST_WAIT = 0.5
+"""Seconds the writer waits after a first store failure before it tries again (then doubling)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,33 @@ class _Entry:
     outputs: object
     latency_ms: float
     row_count: int
+
+
+class Backoff:
+    """When to try a failing store again: `initial` seconds after the first failure, doubling
+    after each further one, never more than `maximum`; a success resets it. Clock-free (the
+    caller passes `now`), so it is unit-tested without waiting."""
+
+    def __init__(self, initial: float, maximum: float):
+        self.initial = min(initial, maximum)
+        self.maximum = maximum
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def failed(self, now: float) -> float:
+        """Count a failure at `now`; returns the wait before the next attempt."""
+        delay = min(self.maximum, self.initial * 2 ** min(self.failures, 30))
+        self.failures += 1
+        self.retry_at = now + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def wait(self, now: float) -> float:
+        """Seconds left before the next attempt may start (0: now)."""
+        return max(0.0, self.retry_at - now)
 
 
 class DecisionMetrics:
@@ -87,7 +119,7 @@ class DecisionLog(BackgroundQueue):
         self.enabled = settings.mode is not InputMode.OFF
         self._hash_key = settings.hash_key() if settings.mode is InputMode.HASHED else None
         self._store = store
-        self._store_down = False
+        self._backoff = Backoff(RETRY_FIRST_WAIT, settings.reconnect_backoff_max)
         self._next_prune = 0.0
 
     # --- the request path -----------------------------------------------------------------
@@ -129,6 +161,11 @@ class DecisionLog(BackgroundQueue):
     # --- the writer thread ----------------------------------------------------------------
     def _run(self) -> None:
         while not self._stop.is_set():
+            wait = self._backoff.wait(time.monotonic())
+            if wait > 0:
+                # The store failed: entries wait in the queue (record() still never blocks).
+                self._stop.wait(wait)
+                continue
             batch = self._next_batch()
             if batch:
                 self._write(batch)
@@ -154,15 +191,17 @@ class DecisionLog(BackgroundQueue):
             self._store_or_open().write(rows)
         except StoreError as error:
             self._count_dropped(batch, "store_error")
-            if not self._store_down:
+            first = self._backoff.failures == 0
+            delay = self._backoff.failed(time.monotonic())
+            if first:
                 log.warning("decision log: store failing, entries are dropped: %s", error)
-            self._store_down = True
+            log.info("decision log: next attempt to reach the store in %.1f s", delay)
         else:
             for entry in batch:
                 self.metrics.logged.labels(entry.role).inc(entry.row_count)
-            if self._store_down:
+            if self._backoff.failures:
                 log.warning("decision log: store reachable again, logging resumed")
-            self._store_down = False
+            self._backoff.succeeded()
         finally:
             for _ in batch:
                 self._queue.task_done()
@@ -173,7 +212,7 @@ class DecisionLog(BackgroundQueue):
 
     def _maybe_prune(self) -> None:
         now = time.monotonic()
-        if now < self._next_prune:
+        if not self.settings.prune_interval or now < self._next_prune or self._backoff.failures:
             return
         self._next_prune = now + self.settings.prune_interval
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)

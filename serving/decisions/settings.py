@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SECRET_VARIABLES = ("DECISIONS_STORE_URI", "DECISIONS_STORE_PASSWORD")
+SECRET_VARIABLES = ("DECISIONS_STORE_URI", "DECISIONS_STORE_PASSWORD", "DECISIONS_WRITER_PASSWORD")
 """The settings that may come as NAME_FILE (common/secret_files.py): entry points read them."""
 
 REGULATION_B_DAYS = 762
@@ -76,7 +76,29 @@ class DecisionSettings(BaseSettings):
         description="Days a decision is kept; older rows are deleted by the writer.",
     )
     prune_interval: float = Field(
-        3600.0, gt=0, description="Seconds between two deletions of rows past the retention."
+        3600.0,
+        ge=0,
+        description="Seconds between two deletions of rows past the retention by the writer; "
+        "0: the writer never deletes (compose and Kubernetes: its role may only insert, and "
+        "`python -m serving.decisions prune` runs on a schedule instead).",
+    )
+    reconnect_backoff_max: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Longest wait, in seconds, between two attempts to reach a failing store; "
+        "the wait starts at 0.5 s and doubles. Entries wait in the queue meanwhile.",
+    )
+    writer_role: str = Field(
+        "decisions_writer",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL role the migration creates for the model server: LOGIN, "
+        "INSERT on the decisions table and nothing else.",
+    )
+    writer_password: SecretStr | None = Field(
+        None,
+        description="The writer role's password (DECISIONS_WRITER_PASSWORD_FILE); when set, "
+        "`migrate` creates the role or sets its password. Unset: no role is made.",
     )
     connect_timeout: float = Field(
         5.0, gt=0, le=120, description="Seconds one connection attempt to the store may take."
@@ -89,6 +111,17 @@ class DecisionSettings(BaseSettings):
         if not uri.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _check_writer_password(self) -> DecisionSettings:
+        if self.writer_password is not None and self.store_uri.get_secret_value().startswith(
+            "sqlite:"
+        ):
+            raise ValueError(
+                "DECISIONS_WRITER_PASSWORD: a writer role exists only in PostgreSQL; unset it "
+                "for a SQLite store"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_hash_key(self) -> DecisionSettings:

@@ -3,7 +3,8 @@
 Both stores have one table, `decisions`, one row per scored row, indexed by time and by
 request id, and a `decision_log_schema` table with the migration level. The schema is made by
 `python -m serving.decisions migrate` (the stack runs it before the model server starts), never
-by the model server itself, whose database user needs only INSERT, DELETE and SELECT.
+by the model server itself. In compose and Kubernetes the model server logs in as its own role,
+made by the migration with INSERT on `decisions` and nothing else (`grant_writer`).
 """
 
 from __future__ import annotations
@@ -250,6 +251,56 @@ class PostgresStore(_Store):
             finally:
                 self._conn = None
 
+    def grant_writer(self, role: str, password: str) -> str:
+        """Create the model server's role, or set its password, with INSERT on `decisions`
+        and nothing else; returns a line for the log. Run by the migration, as the owner.
+
+        Only INSERT: the writer's COPY needs nothing more (PostgreSQL's COPY FROM requires
+        INSERT), so a compromised model server cannot read back the applicants' data, delete
+        rows or create tables. The password goes to the server as a SCRAM verifier computed
+        here (libpq's PQencryptPasswordConn), so no statement log holds it in clear.
+        """
+        import psycopg
+        from psycopg import sql
+
+        name = sql.Identifier(role)
+        database = sql.Identifier(urlsplit(self.uri).path.lstrip("/"))
+        conn = self._connection()
+        try:
+            verifier = conn.pgconn.encrypt_password(password.encode(), role.encode()).decode()
+        except psycopg.Error as error:
+            raise StoreError(f"decision store {self.where}: {_first_line(error)}") from None
+        try:
+            with self._transaction(conn) as cursor:
+                cursor.execute("select 1 from pg_roles where rolname = %s", (role,))
+                verb = "updated" if cursor.fetchone() else "created"
+                cursor.execute(
+                    sql.SQL(
+                        "{} role {} with login nosuperuser nocreatedb nocreaterole noinherit "
+                        "noreplication nobypassrls password {}"
+                    ).format(
+                        sql.SQL("alter" if verb == "updated" else "create"),
+                        name,
+                        sql.Literal(verifier),
+                    )
+                )
+                if conn.info.server_version < 150000:
+                    # Before PostgreSQL 15 every role may create tables in `public`.
+                    cursor.execute("revoke create on schema public from public")
+                grants = (
+                    "grant connect on database {database} to {role}",
+                    "grant usage on schema public to {role}",
+                    "revoke all on all tables in schema public from {role}",
+                    "grant insert on decisions to {role}",
+                )
+                for grant in grants:
+                    cursor.execute(sql.SQL(grant).format(database=database, role=name))
+        except StoreError as error:
+            raise StoreError(
+                f"{error} (setting up the role {role}: the migration's user needs CREATEROLE)"
+            ) from None
+        return f"role {role} {verb}: INSERT on decisions only"
+
     def ensure_database(self) -> bool:
         """Create the database of the URI when missing (the migration's first step).
 
@@ -290,8 +341,16 @@ class _PostgresTransaction:
         self.store, self.conn = store, conn
 
     def __enter__(self):
-        self._transaction = self.conn.transaction()
-        self._transaction.__enter__()
+        import psycopg
+
+        try:
+            self._transaction = self.conn.transaction()
+            self._transaction.__enter__()
+        except psycopg.Error as error:
+            # BEGIN on a connection the server closed (a restart, `pg_ctl stop`): the client
+            # only learns it here, and __exit__ does not run for an __enter__ that raised.
+            self.store.close()
+            raise StoreError(f"decision store {self.store.where}: {_first_line(error)}") from None
         self.cursor = self.conn.cursor()
         return self.cursor
 

@@ -8,7 +8,9 @@ resumes, retention deletes old rows, and the hashed mode keeps no input value.
 from __future__ import annotations
 
 import json
+import os
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pandas
@@ -284,3 +286,78 @@ def test_reading_a_missing_sqlite_file_says_so_and_creates_nothing(tmp_path):
     with pytest.raises(StoreError, match="does not exist yet"):
         store.read(*WINDOW)
     assert not (tmp_path / "none").exists()
+
+
+def test_writer_reconnects_after_the_server_closed_its_connection(postgres_database):
+    """A restart or `pg_ctl stop` ends the writer's session under it: the next write fails
+    (dropped, counted), the writer waits, reconnects, and logs again."""
+    store = open_store(postgres_database)
+    store.migrate()
+    store.close()
+    decision_log, registry = make_log(postgres_database, reconnect_backoff_max=0.5)
+    decision_log.record("before", None, "credit-risk", "1", ROWS, OUTPUTS, 1)
+    assert decision_log.flush(timeout=30)
+    database = postgres_database.rsplit("/", 1)[1]
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as admin:
+        ended = admin.execute(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = %s",
+            (database,),
+        ).fetchone()[0]
+    assert ended == 1, "the writer's one session"
+    decision_log.record("cut", None, "credit-risk", "1", ROWS, OUTPUTS, 1)
+    assert decision_log.flush(timeout=30)
+    assert counted(
+        registry, "model_server_decisions_dropped_total", role="champion", reason="store_error"
+    ) == 2  # fmt: skip
+    decision_log.record("after", None, "credit-risk", "1", ROWS, OUTPUTS, 1)
+    assert decision_log.flush(timeout=30)
+    decision_log.close()
+    assert {row.request_id for row in read_all(postgres_database)} == {"before", "after"}
+    assert counted(registry, "model_server_decisions_logged_total", role="champion") == 4
+
+
+def test_migrate_makes_a_writer_role_that_may_only_insert(
+    postgres_database, monkeypatch, capsys, tmp_path
+):
+    """The migration (as the owner) creates the model server's role: LOGIN with a SCRAM
+    password from a file, INSERT on `decisions`; it cannot read, delete or create."""
+    role = f"writer_{uuid.uuid4().hex[:10]}"
+    password_file = tmp_path / "writer-password"
+    password_file.write_text("writer-password-for-a-test\n")
+    monkeypatch.setenv("DECISIONS_STORE_URI", postgres_database)
+    monkeypatch.setenv("DECISIONS_WRITER_ROLE", role)
+    monkeypatch.setenv("DECISIONS_WRITER_PASSWORD_FILE", str(password_file))
+    try:
+        assert decisions_cli(["migrate"]) == 0
+        assert f"role {role} created: INSERT on decisions only" in capsys.readouterr().out
+        os.environ.pop("DECISIONS_WRITER_PASSWORD")  # read from the file into the environment
+        assert decisions_cli(["migrate"]) == 0  # again: the password is set again (rotation)
+        assert f"role {role} updated" in capsys.readouterr().out
+        with psycopg.connect(postgres_database) as owner:
+            verifier = owner.execute(
+                "select rolpassword from pg_authid where rolname = %s", (role,)
+            ).fetchone()[0]
+        assert verifier.startswith("SCRAM-SHA-256$")
+
+        writer_uri = postgres_database.replace("postgres@", f"{role}@", 1)
+        decision_log, registry = make_log(writer_uri, prune_interval=0)
+        decision_log.record("by-writer", "apex", "credit-risk", "1", ROWS, OUTPUTS, 1)
+        assert decision_log.flush(timeout=30)
+        decision_log.close()
+        assert counted(registry, "model_server_decisions_logged_total", role="champion") == 2
+        assert [r.request_id for r in read_all(postgres_database)] == ["by-writer"] * 2
+
+        for statement in (
+            "select count(*) from decisions",
+            "delete from decisions",
+            "select level from decision_log_schema",
+            "create table stolen (x int)",
+        ):
+            with psycopg.connect(writer_uri, autocommit=True) as writer:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    writer.execute(statement)
+    finally:
+        os.environ.pop("DECISIONS_WRITER_PASSWORD", None)
+        with psycopg.connect(postgres_database, autocommit=True) as owner:
+            owner.execute(f'drop owned by "{role}"')
+            owner.execute(f'drop role if exists "{role}"')

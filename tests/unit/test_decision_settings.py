@@ -20,6 +20,10 @@ def test_defaults_keep_full_inputs_in_a_local_sqlite_file_for_25_months():
         ({"DECISIONS_MODE": "everything"}, "DECISIONS_MODE"),
         ({"DECISIONS_STORE_URI": "mysql://x/y"}, "DECISIONS_STORE_URI"),
         ({"DECISIONS_QUEUE_SIZE": "0"}, "DECISIONS_QUEUE_SIZE"),
+        ({"DECISIONS_PRUNE_INTERVAL": "-1"}, "DECISIONS_PRUNE_INTERVAL"),
+        ({"DECISIONS_RECONNECT_BACKOFF_MAX": "0"}, "DECISIONS_RECONNECT_BACKOFF_MAX"),
+        ({"DECISIONS_WRITER_ROLE": "x; drop table decisions"}, "DECISIONS_WRITER_ROLE"),
+        ({"DECISIONS_WRITER_PASSWORD": "pw-at-least-this"}, "only in PostgreSQL"),
     ],
 )
 def test_invalid_settings_name_the_variable(monkeypatch, env, expected):
