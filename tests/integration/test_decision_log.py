@@ -353,9 +353,11 @@ def test_migrate_makes_a_writer_role_that_may_only_insert(
             "select level from decision_log_schema",
             "create table stolen (x int)",
         ):
-            with psycopg.connect(writer_uri, autocommit=True) as writer:
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    writer.execute(statement)
+            with (
+                psycopg.connect(writer_uri, autocommit=True) as writer,
+                pytest.raises(psycopg.errors.InsufficientPrivilege),
+            ):
+                writer.execute(statement)
     finally:
         os.environ.pop("DECISIONS_WRITER_PASSWORD", None)
         with psycopg.connect(postgres_database, autocommit=True) as owner:
