@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -303,7 +304,15 @@ def test_writer_reconnects_after_the_server_closed_its_connection(postgres_datab
             "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = %s",
             (database,),
         ).fetchone()[0]
-    assert ended == 1, "the writer's one session"
+        assert ended == 1, "the writer's one session"
+        # pg_terminate_backend only signals the backend: wait until it is gone, or the next
+        # write may still reach the old session.
+        deadline = time.monotonic() + 30
+        while admin.execute(
+            "select count(*) from pg_stat_activity where datname = %s", (database,)
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the writer's session did not end"
+            time.sleep(0.05)
     decision_log.record("cut", None, "credit-risk", "1", ROWS, OUTPUTS, 1)
     assert decision_log.flush(timeout=30)
     assert counted(
