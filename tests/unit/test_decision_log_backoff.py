@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from serving.decisions import DecisionLog, DecisionMetrics, DecisionSettings, open_store
 from serving.decisions.log import RETRY_FIRST_WAIT, Backoff
+from stack.processes import wait_until
 
 ROWS = [{"income": 52000.0}, {"income": 81000.0}]
 OUTPUTS = [{"probability": 0.12, "label": 0}, {"probability": 0.71, "label": 1}]
@@ -35,14 +36,6 @@ def test_backoff_cap_below_the_first_wait_is_the_wait():
 def test_backoff_survives_many_failures():
     backoff = Backoff(0.5, 30.0)
     assert [backoff.failed(0.0) for _ in range(2000)][-1] == 30.0
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.02)
 
 
 def counted(registry, name, **labels) -> float:
@@ -69,7 +62,7 @@ def test_a_failing_store_is_retried_after_a_wait_and_logging_resumes(blocked_log
     decision_log, registry, blocker = blocked_log
     assert decision_log.record("lost", "apex", "credit-risk", "1", ROWS, OUTPUTS, 1.0)
     dropped = {"name": "model_server_decisions_dropped_total", "role": "champion"}
-    wait_for(
+    wait_until(
         lambda: counted(registry, **dropped, reason="store_error") == 2, 10, "store_error drop"
     )
     assert decision_log._backoff.failures >= 1
@@ -85,7 +78,7 @@ def test_a_failing_store_is_retried_after_a_wait_and_logging_resumes(blocked_log
 
     assert accepted[0], "the writer was waiting: the queue had room"
     blocker.unlink()  # the store can be made now: the held entries are written
-    wait_for(lambda: decision_log._backoff.failures == 0, 10, "the writer reconnected")
+    wait_until(lambda: decision_log._backoff.failures == 0, 10, "the writer reconnected")
     assert decision_log.record("kept", "apex", "credit-risk", "1", ROWS, OUTPUTS, 1.0)
     assert decision_log.flush(timeout=10)
     logged = counted(registry, "model_server_decisions_logged_total", role="champion")

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from serving.balance import MAX_DEFER_SECONDS, ConnectionTable, FairAcceptor
+from stack.processes import wait_until
 
 BURST = 8
 
@@ -44,15 +45,6 @@ def _worker(sock: socket.socket, table: ConnectionTable, slot: int) -> None:
     uvloop.run(main())
 
 
-def _until(predicate, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 @pytest.fixture
 def listener():
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -72,7 +64,7 @@ def workers(listener):
     ]
     for process in processes:
         process.start()
-    assert _until(lambda: table.count(0) == 0 and table.count(1) == 0), "workers did not start"
+    wait_until(lambda: table.count(0) == 0 and table.count(1) == 0, 10, "workers started")
     yield table, processes
     for process in processes:
         if process.is_alive():
@@ -101,8 +93,8 @@ def test_a_burst_of_connections_is_spread_over_the_workers(listener, workers):
     finally:
         for conn in conns:
             conn.close()
-    assert _until(lambda: table.count(0) == 0 and table.count(1) == 0), (
-        "closed connections were not counted down"
+    wait_until(
+        lambda: table.count(0) == 0 and table.count(1) == 0, 10, "closed connections counted down"
     )
 
 
