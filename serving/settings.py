@@ -175,12 +175,18 @@ class ServingSettings(BaseSettings):
 
 def load_settings() -> ServingSettings:
     """Read the settings; on invalid values raise SystemExit with what to set."""
+    return load_or_exit(ServingSettings, "SERVING_", "model server")
+
+
+def load_or_exit(settings_class, prefix: str, who: str):
+    """`settings_class()` from the environment; on invalid values SystemExit with one line
+    naming each variable to fix (`prefix` + field) and what is wrong, never the value."""
     try:
-        return ServingSettings()
+        return settings_class()
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            field = str(item["loc"][0]) if item["loc"] else "?"
-            variable = f"SERVING_{field.upper()}"
-            problems.append(f"{variable}: {item['msg']}")
-        raise SystemExit("model server: invalid settings: " + "; ".join(problems)) from None
+            field = str(item["loc"][0]) if item["loc"] else ""
+            variable = f"{prefix}{field.upper()}: " if field else ""
+            problems.append(f"{variable}{item['msg'].removeprefix('Value error, ')}")
+        raise SystemExit(f"{who}: invalid settings: " + "; ".join(problems)) from None

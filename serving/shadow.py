@@ -36,12 +36,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common import facts
 from serving.background import BackgroundQueue
 from serving.decisions import CHALLENGER_ROLE, DecisionLog
+from serving.settings import load_or_exit
 
 log = logging.getLogger("serving.shadow")
 
@@ -73,14 +74,7 @@ def alias_is_absent(error_code: str | None) -> bool:
 
 def load_shadow_settings() -> ShadowSettings:
     """Read the settings; on invalid values raise SystemExit with what to set."""
-    try:
-        return ShadowSettings()
-    except ValidationError as error:
-        problems = [
-            f"SHADOW_{str(item['loc'][0]).upper() if item['loc'] else '?'}: {item['msg']}"
-            for item in error.errors()
-        ]
-        raise SystemExit("model server: invalid settings: " + "; ".join(problems)) from None
+    return load_or_exit(ShadowSettings, "SHADOW_", "model server")
 
 
 class ShadowMetrics:

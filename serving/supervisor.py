@@ -80,29 +80,32 @@ class Registry:
 
     def current_version(self) -> tuple[str, str | None]:
         """(version, run_id) the URI points at now."""
-        import requests
-        from mlflow.exceptions import MlflowException
-
         name = self.settings.model_name
-        try:
-            if self.settings.alias:
-                found = self.client.get_model_version_by_alias(name, self.settings.alias)
-            else:
-                found = self.client.get_model_version(name, self.settings.pinned_version)
-        except (MlflowException, requests.RequestException, OSError) as error:
-            raise RegistryUnavailable(_first_line(error)) from None
-        return str(found.version), found.run_id
+        if self.settings.alias:
+            return self._ask(
+                lambda: self.client.get_model_version_by_alias(name, self.settings.alias)
+            )
+        return self._ask(lambda: self.client.get_model_version(name, self.settings.pinned_version))
 
     def alias_version(self, alias: str) -> tuple[str, str | None] | None:
         """(version, run_id) that `alias` of the served model points at, or None when the
         alias (or the model) does not exist."""
+        name = self.settings.model_name
+        return self._ask(
+            lambda: self.client.get_model_version_by_alias(name, alias), absent_is_none=True
+        )
+
+    def _ask(self, call, absent_is_none: bool = False):
+        """(version, run_id) of the model version `call` fetches. A registry that fails or
+        does not answer is RegistryUnavailable, and so is a missing alias, unless
+        `absent_is_none`: then it is None."""
         import requests
         from mlflow.exceptions import MlflowException
 
         try:
-            found = self.client.get_model_version_by_alias(self.settings.model_name, alias)
+            found = call()
         except MlflowException as error:
-            if alias_is_absent(error.error_code):
+            if absent_is_none and alias_is_absent(error.error_code):
                 return None
             raise RegistryUnavailable(_first_line(error)) from None
         except (requests.RequestException, OSError) as error:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving.settings import load_or_exit
 
 SECRET_VARIABLES = ("DECISIONS_STORE_URI", "DECISIONS_STORE_PASSWORD", "DECISIONS_WRITER_PASSWORD")
 """The settings that may come as NAME_FILE (common/secret_files.py): entry points read them."""
@@ -155,12 +157,4 @@ class DecisionSettings(BaseSettings):
 
 def load_decision_settings() -> DecisionSettings:
     """Read the settings; on invalid values raise SystemExit with what to set."""
-    try:
-        return DecisionSettings()
-    except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            field = str(item["loc"][0]) if item["loc"] else ""
-            prefix = f"DECISIONS_{field.upper()}: " if field else ""
-            problems.append(f"{prefix}{item['msg'].removeprefix('Value error, ')}")
-        raise SystemExit("decision log: invalid settings: " + "; ".join(problems)) from None
+    return load_or_exit(DecisionSettings, "DECISIONS_", "decision log")
