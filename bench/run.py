@@ -125,14 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_timeout": "10s",
         },
     }
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        record["cells"], record["checks"] = run_all(args, workdir)
-    finally:
-        if args.keep_workdir:
-            print(f"bench: logs and registry kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    record["cells"], record["checks"] = in_workdir("bench", args.keep_workdir, run_all, args)
     record["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     record["ratios"] = report.ratios(record["cells"], record["checks"].get("model_route", []))
     record["targets"] = report.targets(record["cells"], record["checks"])
@@ -148,6 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     print(report.headline(record))
     print("bench: wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def in_workdir(program: str, keep: bool, run, args):
+    """`run(args, workdir)` in a new temporary directory, removed afterwards unless kept."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{program}-"))
+    try:
+        return run(args, workdir)
+    finally:
+        if keep:
+            print(f"{program}: logs and registry kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_all(args: argparse.Namespace, workdir: Path) -> tuple[list[dict], dict]:

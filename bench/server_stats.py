@@ -7,7 +7,7 @@ import re
 
 import requests
 
-_SAMPLE = re.compile(r"^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+-]+)$")
+_SAMPLE = re.compile(r"^(?P<name>[a-z_]+)(?:\{(?P<labels>[^}]*)\})? (?P<value>[0-9.e+-]+)$")
 _WORKER = re.compile(r'worker="([^"]+)"')
 NAMES = (
     "model_server_worker_requests_total",
@@ -16,7 +16,15 @@ NAMES = (
     "model_server_batch_rows_sum",
     "model_server_queue_wait_seconds_sum",
     "model_server_queue_wait_seconds_count",
+    # Off the answer's path (issue 17): what the decision log and the shadow did in the cell.
+    "model_server_decisions_logged_total",
+    "model_server_decisions_dropped_total",
+    "model_server_shadow_scored_total",
+    "model_server_shadow_dropped_total",
+    "model_server_shadow_errors_total",
 )
+# The keys of cell_stats for those counters.
+BACKGROUND = {name: name.removeprefix("model_server_").removesuffix("_total") for name in NAMES[6:]}
 
 
 def scrape(metrics_url: str) -> dict[tuple[str, str], float]:
@@ -29,7 +37,7 @@ def scrape(metrics_url: str) -> dict[tuple[str, str], float]:
     for line in text.splitlines():
         match = _SAMPLE.match(line)
         if match and match["name"] in NAMES:
-            worker = _WORKER.search(match["labels"])
+            worker = _WORKER.search(match["labels"] or "")
             key = (match["name"], worker.group(1) if worker else "")
             found[key] = found.get(key, 0.0) + float(match["value"])
     return found
@@ -47,6 +55,7 @@ def cell_stats(before: dict, after: dict) -> dict:
     calls = delta("model_server_batch_requests_count")
     waits = delta("model_server_queue_wait_seconds_count")
     return {
+        **{key: int(delta(name)) for name, key in BACKGROUND.items()},
         "requests_per_worker": per_worker,
         "model_calls": int(calls),
         "mean_batch_requests": round(delta("model_server_batch_requests_sum") / calls, 2)

@@ -172,6 +172,12 @@ ERRORS: dict[str, ErrorCase] = {
         "param '{param}' must be a {kind} value",
         "a param value of another type or shape than the signature declares",
     ),
+    "param_out_of_range": ErrorCase(
+        400,
+        "invalid_params",
+        "param '{param}' must be a whole number from {low} to {high}",
+        "a param value the model refuses (params.reasons above the model's reason codes)",
+    ),
     "inconsistent_split": ErrorCase(
         400,
         "inconsistent_split",

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from serving.api_errors import ApiError, api_error
 from serving.context import current_request
-from serving.mlflow_errors import _TYPE_WORDS, schema_error
+from serving.mlflow_errors import _TYPE_WORDS, model_error
 
 log = logging.getLogger("serving.contract")
 
@@ -340,7 +340,7 @@ def install_predict_hook(
             on_abort()
             raise report(api_error("timeout", timeout=context.timeout)) from None
         except MlflowException as error:
-            raise report(schema_error(error.message, inputs)) from None
+            raise report(model_error(error.message, inputs, params)) from None
         except Exception as error:  # noqa: BLE001 - logged without its message, answered 500
             log_model_failure(error, getattr(context, "request_id", ""))
             raise report(api_error("model_error")) from None

@@ -51,6 +51,25 @@ def schema_error(mlflow_message: str, inputs: list[dict]) -> ApiError:
     return api_error("schema_mismatch")
 
 
+# What a model says of a param value it refuses (training/credit_model.py `_reasons_wanted`):
+# only this fixed sentence, with numbers, is taken from it, so no caller data can pass.
+_PARAM_RANGE = re.compile(
+    r"params\.(\w+) must be (?:a whole number )?from (\d+) to (\d+)"
+    r"(?:: this model was logged without reason codes)?"
+)
+
+
+def model_error(mlflow_message: str, inputs: list[dict], params: dict | None) -> ApiError:
+    """A 400 for an MlflowException the model raised: a refused param (named when the
+    request sent it), else a signature mismatch (schema_error)."""
+    found = _PARAM_RANGE.fullmatch(mlflow_message.strip())
+    if found and found.group(1) in (params or {}):
+        return api_error(
+            "param_out_of_range", param=found.group(1), low=found.group(2), high=found.group(3)
+        )
+    return schema_error(mlflow_message, inputs)
+
+
 def classify_mlflow_error(
     status: int,
     body: bytes,

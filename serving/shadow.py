@@ -59,6 +59,10 @@ class ShadowSettings(BaseSettings):
     queue_size: int = Field(
         64, ge=1, le=10_000, description="Requests one worker holds for the shadow; more drop."
     )
+    batch_max_rows: int = Field(
+        1000, ge=1, le=100_000,
+        description="Rows of queued requests the challenger scores in one call at most.",
+    )  # fmt: skip
 
 
 # What the registry answers for an alias that does not exist (INVALID_PARAMETER_VALUE, from
@@ -150,13 +154,57 @@ class ShadowScorer(BackgroundQueue):
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                offer = self._queue.get(timeout=0.5)
+                offers = [self._queue.get(timeout=0.5)]
             except queue.Empty:
                 continue
+            # What else is queued now joins this call: the pipeline's cost is mostly per call
+            # (serving/README.md, "Batching"), so shadowing a burst of one-row requests costs
+            # about one model call, not one per request.
+            rows = len(offers[0].rows)
+            while rows < self.settings.batch_max_rows:
+                try:
+                    offer = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                offers.append(offer)
+                rows += len(offer.rows)
             try:
-                self._score(offer)
+                self._score_together(offers)
             finally:
-                self._queue.task_done()
+                for _ in offers:
+                    self._queue.task_done()
+
+    def _score_together(self, offers: list[_Offer]) -> None:
+        """One model call for all the offers, split back in order; if that call (or building
+        its input) fails, each offer is scored alone, so a challenger that raises on one
+        request is counted for that request only."""
+        if len(offers) > 1:
+            started = time.perf_counter()
+            try:
+                outputs = self.model.predict(self._merged_input([offer.rows for offer in offers]))
+                parts = _split(outputs, [len(offer.rows) for offer in offers])
+            except Exception:  # noqa: BLE001 - retried one by one below, where it is counted
+                parts = None
+            if parts is not None:
+                latency_ms = (time.perf_counter() - started) * 1000
+                for offer, part in zip(offers, parts, strict=True):
+                    self._record(offer, part, latency_ms)
+                return
+        for offer in offers:
+            self._score(offer)
+
+    def _merged_input(self, many: list):
+        """One model input for several offers: the batch path's rows (same columns) joined
+        before the frame is built once; DataFrames concatenated."""
+        first = many[0]
+        if self.build_frame is not None and all(
+            hasattr(rows, "data") and not hasattr(rows, "iloc") and rows.columns == first.columns
+            for rows in many
+        ):
+            return self.build_frame(first.columns, [row for rows in many for row in rows.data])
+        import pandas as pd
+
+        return pd.concat([self.model_input(rows) for rows in many], ignore_index=True)
 
     def model_input(self, rows):
         """What the challenger's predict gets: a DataFrame as it is; rows that carry their
@@ -178,12 +226,29 @@ class ShadowScorer(BackgroundQueue):
                 offer.request_id,
             )
             return
-        latency_ms = (time.perf_counter() - started) * 1000
+        self._record(offer, outputs, (time.perf_counter() - started) * 1000)
+
+    def _record(self, offer: _Offer, outputs, latency_ms: float) -> None:
         self.metrics.scored.inc()
         self.decision_log.record(
             offer.request_id, offer.key_name, self.model_name, self.version,
             offer.rows, outputs, latency_ms, role=CHALLENGER_ROLE,
         )  # fmt: skip
+
+
+def _split(outputs, lengths: list[int]):
+    """The merged call's outputs cut back into one part per offer, in order; None when the
+    outputs are not one row per input row (the offers are then scored one by one)."""
+    if not hasattr(outputs, "__len__") or len(outputs) != sum(lengths):
+        return None
+    parts, start = [], 0
+    for length in lengths:
+        if hasattr(outputs, "iloc"):
+            parts.append(outputs.iloc[start : start + length].reset_index(drop=True))
+        else:
+            parts.append(outputs[start : start + length])
+        start += length
+    return parts
 
 
 def load_challenger(model_name: str, settings: ShadowSettings):

@@ -226,3 +226,83 @@ def test_gateway_serves_the_generated_openapi(gateway_stack):
     committed = json.loads((ROOT / "apex" / "generated" / "openapi.json").read_text())
     assert served["paths"] == committed["paths"]
     assert served["components"] == committed["components"]
+
+
+# Reason codes (issue 16): what the kit reads from an answer with reasons, taken from the
+# committed kit itself, so a change of the API's fields or of the kit fails here.
+PACKAGE_BODY = (ROOT / "apex" / "generated" / "credit_risk_api.pkb").read_text()
+PACKAGE_SPEC = (ROOT / "apex" / "generated" / "credit_risk_api.pks").read_text()
+REST_SOURCE_STEPS = (ROOT / "apex" / "generated" / "rest-data-source.md").read_text()
+MAX_REASONS = int(re.search(r"co_max_reasons\s+constant pls_integer := (\d+);", PACKAGE_SPEC)[1])
+# l_reason.get_string('code') ... in parse_scores: the field and the JSON type it reads.
+PACKAGE_REASON_FIELDS = dict(
+    (field, kind)
+    for kind, field in re.findall(r"l_reason\.get_(string|number)\('(\w+)'\)", PACKAGE_BODY)
+)
+# The REST Data Source steps' json_table over P1_REASONS: (column type, JSON path).
+REPORT_COLUMNS = re.findall(
+    r"(varchar2\((\d+) char\)|number)\s+path '\$\.(\w+)'",
+    REST_SOURCE_STEPS.split("json_table(:P1_REASONS", 1)[1].split("```", 1)[0],
+)
+
+
+def reasons_of(document, index: int) -> list[dict]:
+    return json_path(document, f"$.predictions[{index}].reasons")
+
+
+def test_the_kit_reads_the_four_reason_fields():
+    # Guards the parsing above: an empty match would make the tests below vacuous.
+    assert PACKAGE_REASON_FIELDS == {
+        "code": "string",
+        "column": "string",
+        "text": "string",
+        "contribution": "number",
+    }
+    assert {path for _, _, path in REPORT_COLUMNS} == set(PACKAGE_REASON_FIELDS)
+
+
+def test_reasons_asked_by_the_package_come_with_the_same_scores(gateway_stack):
+    plain = post(gateway_stack, request_body(COLUMNS, APPLICANTS))
+    asked = post(gateway_stack, request_body(COLUMNS, APPLICANTS, reasons=4))
+    assert plain.status_code == asked.status_code == 200, asked.text
+    assert '"params"' in request_body(COLUMNS, APPLICANTS, reasons=4)
+    plain_document, document = plain.json(), asked.json()
+    table = {
+        entry["column"]: entry
+        for entry in get_with_key(gateway_stack, "/model").json()["reason_codes"]
+    }
+    for index in range(len(APPLICANTS)):
+        assert "reasons" not in plain_document["predictions"][index]
+        for field in ("probability", "label"):
+            path = f"$.predictions[{index}].{field}"
+            assert json_path(document, path) == json_path(plain_document, path)
+        reasons = reasons_of(document, index)
+        assert len(reasons) <= 4
+        for reason in reasons:
+            # The fields parse_scores reads, with the JSON types it reads them as.
+            assert set(reason) == set(PACKAGE_REASON_FIELDS)
+            for field, kind in PACKAGE_REASON_FIELDS.items():
+                expected_type = str if kind == "string" else (int, float)
+                assert isinstance(reason[field], expected_type), (field, reason)
+            # The code and text of the model's reason table for that column (GET /model).
+            assert reason["code"] == table[reason["column"]]["code"]
+            assert reason["text"] == table[reason["column"]]["text"]
+            assert reason["contribution"] > 0  # only what raised the risk is a reason
+            # The report's json_table columns hold every value (varchar2 sizes).
+            for _sql_type, size, path in REPORT_COLUMNS:
+                if size:
+                    assert len(reason[path]) <= int(size), (path, reason[path])
+        contributions = [reason["contribution"] for reason in reasons]
+        assert contributions == sorted(contributions, reverse=True)
+    # The risky second applicant (DTI 41, three delinquencies, 97 % utilisation) has reasons.
+    assert reasons_of(document, 1)
+
+
+def test_the_packages_largest_reason_count_is_accepted_and_one_more_is_400(gateway_stack):
+    answer = post(gateway_stack, request_body(COLUMNS, APPLICANTS[:1], reasons=MAX_REASONS))
+    assert answer.status_code == 200, answer.text
+    assert len(reasons_of(answer.json(), 0)) <= MAX_REASONS
+    document = assert_error_shape(
+        post(gateway_stack, request_body(COLUMNS, APPLICANTS[:1], reasons=MAX_REASONS + 1)), 400
+    )
+    assert "reasons" in document["error"]["message"]

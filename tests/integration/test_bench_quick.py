@@ -84,3 +84,44 @@ def test_quick_benchmark_writes_sane_results(tmp_path):
             assert cell["server"]["model_calls"] > 0, cell
     assert record["machine"]["cores"] >= 1 and record["versions"]["wrk"].startswith("wrk")
     assert "ratios (rows/s):" in result.stdout and "d/b:" in result.stdout
+
+
+def test_quick_paired_run_alternates_and_sees_the_background_work(tmp_path):
+    out = tmp_path / "paired"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.paired", "--quick", "--compare", "balance,shadow",
+         "--rounds", "2", "--out", str(out), "--keep-workdir"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    kept = next(
+        line.split(" kept in ")[1].strip()
+        for line in result.stdout.splitlines()
+        if " kept in " in line
+    )
+    try:
+        assert _cmdlines_containing(kept) == [], "a benchmark process outlived the run"
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+    (record_path,) = out.glob("*-paired-quick.json")
+    record = json.loads(record_path.read_text())
+    assert record_path.with_suffix(".md").read_text().startswith("Paired run ")
+    by_name = {comparison["name"]: comparison for comparison in record["comparisons"]}
+    assert list(by_name) == ["balance", "shadow"]
+    for comparison in by_name.values():
+        for cell in comparison["cells"]:
+            assert cell["errors"] == 0, cell
+            assert len(cell["rounds"]) == 2 and cell["ratio_median"] > 0, cell
+            for measured in cell["rounds"]:
+                for side in ("base", "variant"):
+                    served = sum(measured[side]["server"]["requests_per_worker"].values())
+                    assert served >= measured[side]["requests"] > 0, measured[side]
+    # balance: the base really ran uvicorn's own accept, the variant the default
+    assert by_name["balance"]["base_env"] == {"SERVING_BALANCED_ACCEPT": "false"}
+    assert by_name["balance"]["variant_env"] == {}
+    # shadow: only the variant scored with @challenger; both logged their decisions
+    for cell in by_name["shadow"]["cells"]:
+        assert cell["variant"]["background"]["shadow_scored"] > 0, cell
+        assert cell["base"]["background"]["shadow_scored"] == 0, cell
+        assert cell["base"]["background"]["decisions_logged"] > 0, cell
+    assert "target" in record_path.with_suffix(".md").read_text()

@@ -141,3 +141,18 @@ def test_reasons_through_the_gateway(gateway_stack):
     assert answer.status_code == 200, answer.text
     (prediction,) = answer.json()["predictions"]
     assert {"debt_to_income", "num_delinquencies"} <= {r["column"] for r in prediction["reasons"]}
+
+
+@pytest.mark.parametrize("value", [-1, 12, 1000, "four", 2.5, True])
+def test_bad_reasons_param_through_the_gateway_is_a_400_naming_it(gateway_stack, value):
+    # The project's own server behind the gateway (the test above is MLflow's server): the
+    # type is checked on intake, the range by the model; both name the param, never the value.
+    answer = _gateway(
+        gateway_stack,
+        "/invocations",
+        json={"dataframe_records": [RISKY], "params": {"reasons": value}},
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_params" and "'reasons'" in error["message"], error
+    assert str(value) not in error["message"].replace("from 0 to 11", "")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from serving.asgi import CapturedResponse, replay
-from serving.mlflow_errors import classify_mlflow_error, schema_error
+from serving.mlflow_errors import classify_mlflow_error, model_error, schema_error
 
 SECRET = "Zebra-Secret-4711"
 TIMEOUT = 1  # seconds: MLflow's own request timeout in the app under test
@@ -191,3 +191,28 @@ def test_a_column_outside_the_schema_is_never_named():
 )
 def test_unrecognised_answers_fall_back_by_status(status, body, code):
     assert classify_mlflow_error(status, body, TIMEOUT, INPUTS).code == code
+
+
+@pytest.mark.parametrize(
+    ("value", "explained", "high"), [(12, True, "11"), (-1, True, "11"), (2, False, "0")]
+)
+def test_a_refused_reasons_count_names_the_param_and_its_range(value, explained, high):
+    # The message of the real model class (training/credit_model.py), not a copy of it.
+    from mlflow.exceptions import MlflowException
+
+    from training.credit_model import CreditRiskModel
+
+    model = CreditRiskModel()
+    model.explainer = type("Explainer", (), {"columns": ["c"] * 11})() if explained else None
+    with pytest.raises(MlflowException) as raised:
+        model._reasons_wanted({"reasons": value})
+    error = model_error(raised.value.message, INPUTS, {"reasons": value})
+    assert (error.status, error.code) == (400, "invalid_params")
+    assert error.message == f"param 'reasons' must be a whole number from 0 to {high}"
+
+
+def test_a_params_message_naming_a_param_that_was_not_sent_is_a_schema_mismatch():
+    error = model_error(f"params.{SECRET} must be from 0 to 3", INPUTS, {"reasons": 1})
+    assert error.code == "schema_mismatch" and SECRET not in error.message
+    other = model_error(f"params.reasons must be from 0 to 3 {SECRET}", INPUTS, {"reasons": 9})
+    assert other.code == "schema_mismatch" and SECRET not in other.message
