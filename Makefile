@@ -186,6 +186,10 @@ test-unit: venv ## Run only the unit tests (no processes)
 bench: system-deps venv ## Benchmark Flask, mlflow models serve, the model server and the gateway (~10 min; bench/README.md)
 	$(PY) -m bench.run
 
+.PHONY: bench-paired
+bench-paired: system-deps venv ## What one setting costs: balance, reasons, decision log, shadow, paired rounds (~15 min)
+	$(PY) -m bench.paired $(ARGS)
+
 .PHONY: images
 images: venv ## Build the four images with compose's names (IMAGE_PREFIX=..., IMAGE_TAG=...)
 	@PY=$(PY) images/build.sh

@@ -17,7 +17,7 @@ neighbouring cells much less (bench/README.md, "Paired comparisons").
   reason codes cost?
 - decisions: `DECISIONS_MODE=off` against `full` (default); issue 17, at most 5 %
 - shadow: `SHADOW_SHARE=0` (default) against `1` (every request, @challenger set); issue 17,
-  at most 10 %
+  at most 10 %; shadow-tenth: the same with `SHADOW_SHARE=0.1`
 
 Only 127.0.0.1 is loaded, each wrk run is bounded, every process is stopped at the end.
 """
@@ -96,6 +96,15 @@ COMPARISONS = {
             "shadow scoring of every request on against off (issue 17, target: at most 10 %)",
             Variant("shadow off (default)"),
             Variant("shadow 100 %", (("SHADOW_SHARE", "1"),)),
+            ((1, 8), (1000, 8)),
+            max_cost=0.10,
+            needs_challenger=True,
+        ),
+        Comparison(
+            "shadow-tenth",
+            "shadow scoring of a tenth of the requests (issue 17, target: at most 10 %)",
+            Variant("shadow off (default)"),
+            Variant("shadow 10 %", (("SHADOW_SHARE", "0.1"),)),
             ((1, 8), (1000, 8)),
             max_cost=0.10,
             needs_challenger=True,
