@@ -10,7 +10,7 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from deploy_helpers import ALL_RENDERINGS, K8S, container_env, find, pod_templates
+from deploy_helpers import ALL_RENDERINGS, K8S, compose_services, container_env, find, pod_templates
 from test_manifests import allowed
 
 from common import facts
@@ -206,3 +206,40 @@ def test_create_secrets_requires_every_key_the_component_reads(rendered):
     role = DecisionSettings.model_fields["writer_role"].default
     assert f"postgresql://{role}@" in script
     assert f"postgresql://{role}@" in (K8S / "README.md").read_text()
+
+
+def test_compose_model_server_writes_as_the_insert_only_role():
+    """docker-compose.yml: the migration creates the writer role from its secret file before
+    the model server starts; the server writes as that role with that same file, never
+    prunes, never gets the owner's password; the retention one-shot runs as the owner."""
+    from serving.shadow import ShadowSettings
+
+    services = compose_services()
+    role = DecisionSettings.model_fields["writer_role"].default
+    migrate, server = services["decisions-migrate"], services["model-server"]
+    assert migrate["command"][2:4] == ["serving.decisions", "migrate"]
+    writer_file = migrate["environment"]["DECISIONS_WRITER_PASSWORD_FILE"]
+    assert writer_file == "/run/secrets/decisions-writer-password"
+    assert "decisions-writer-password" in migrate["secrets"]
+    env = server["environment"]
+    assert urlsplit(env["DECISIONS_STORE_URI"]).username == role
+    assert (
+        urlsplit(env["DECISIONS_STORE_URI"]).path
+        == urlsplit(migrate["environment"]["DECISIONS_STORE_URI"]).path
+    )
+    assert env["DECISIONS_STORE_PASSWORD_FILE"] == writer_file
+    assert env["DECISIONS_MODE"] == "${DECISIONS_MODE:-}"  # empty: the default, full
+    assert DecisionSettings.model_fields["mode"].default is InputMode.FULL
+    assert env["DECISIONS_PRUNE_INTERVAL"] == "0"
+    assert "postgres-password" not in server["secrets"]
+    assert "decisions-writer-password" in server["secrets"]
+    assert server["depends_on"]["decisions-migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    for field in ShadowSettings.model_fields:
+        name = f"SHADOW_{field.upper()}"
+        assert env[name] == f"${{{name}:-}}", name
+    prune = services["decisions-prune"]
+    assert prune["command"] == ["python", "-m", "serving.decisions", "prune"]
+    assert urlsplit(prune["environment"]["DECISIONS_STORE_URI"]).username != role
+    assert prune["secrets"] == ["postgres-password"]
