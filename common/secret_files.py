@@ -27,6 +27,9 @@ COMPOSE_SECRETS = {
     "mlflow-secret-key": "the MLflow auth app's CSRF key",
     "mlflow-trainer-password": "MLflow `trainer` (set at every MLflow start)",
     "mlflow-model-server-password": "MLflow `model-server`, read-only (set at every start)",
+    "decisions-writer-password": "PostgreSQL `decisions_writer`, the model server's INSERT-only "
+    "role on the decision log (set at every decisions-migrate run)",
+    "decisions-hash-key": "the decision log's HMAC key (DECISIONS_MODE=hashed only)",
 }
 
 

@@ -31,7 +31,8 @@ RUN python3 images/requirements.py tracking >/tmp/tracking.txt \
  && /opt/venv/bin/pip install --quiet -r /tmp/tracking.txt
 
 # The model server's own, smaller virtualenv: mlflow-skinny (pyfunc and its scoring server) and
-# what serving imports, without the tracking server, plotting or the database driver. Nothing
+# what serving imports (psycopg too: the decision log's PostgreSQL writer), without the tracking
+# server or plotting. Nothing
 # installs packages at run time: pip and setuptools go, and so do C headers, Cython sources and
 # type stubs. Bytecode only for what the model server imports (images/warm_up.py).
 FROM ${BASE_IMAGE} AS deps-serving

@@ -33,6 +33,8 @@ MODULES = [
     "uvloop",
     "httptools",
     "prometheus_client.multiprocess",
+    # The decision log's PostgreSQL writer (serving/decisions/stores.py imports it lazily).
+    "psycopg",
 ]
 
 if importlib.util.find_spec("pyarrow") is not None:  # the PARQUET=1 build only

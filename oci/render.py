@@ -31,11 +31,21 @@ COMPONENTS = ("model-server", "gateway")
 # model server binds only loopback (the gateway is the one way in), and there is no MLflow UI.
 # Only host names change: the ports are those of the shared plan (common/facts.py), in which
 # no two listeners of one instance share a number (tests/deploy/test_port_plan.py).
+# The decision log is off in the instance (oci/README.md): nothing there runs its migration,
+# which creates the table and the INSERT-only role in the pod of MLflow, and the instance has
+# no storage that outlives it; so the writer's store, its Secret files and its retention
+# setting stay out of the request.
 OVERRIDES = {
-    "model-server": {"SERVING_HOST": "127.0.0.1"},
+    "model-server": {"SERVING_HOST": "127.0.0.1", "DECISIONS_MODE": "off"},
     "gateway": {"MODEL_SERVER_HOST": "127.0.0.1"},
 }
-DROPPED_ENV = {"gateway": {"MLFLOW_HOST", "MLFLOW_UPSTREAM"}}
+DROPPED_ENV = {
+    "gateway": {"MLFLOW_HOST", "MLFLOW_UPSTREAM"},
+    "model-server": {
+        "DECISIONS_STORE_URI_FILE", "DECISIONS_STORE_PASSWORD_FILE", "DECISIONS_PRUNE_INTERVAL",
+    },
+}  # fmt: skip
+DROPPED_MOUNTS = {"model-server": {"decision-log"}}
 REQUIRED_SETTINGS = (
     "DISPLAY_NAME", "COMPARTMENT_ID", "AVAILABILITY_DOMAIN", "SUBNET_ID", "SHAPE", "OCPUS",
     "MEMORY_GBS", "TRACKING_URI", "GATEWAY_SERVER_NAME",
@@ -199,6 +209,8 @@ def volumes_and_mounts(name, pod, container, secrets):
     volumes, mounts = [], []
     by_name = {volume["name"]: volume for volume in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
+        if mount["name"] in DROPPED_MOUNTS.get(name, ()):
+            continue
         volume = by_name[mount["name"]]
         oci_name = f"{name}-{mount['name']}"
         if "emptyDir" in volume:

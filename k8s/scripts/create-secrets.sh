@@ -6,7 +6,9 @@
 #   mlflow         mlflow/{backend-store-uri,flask-secret-key,admin-password}
 #   registry       model-server-registry/{username,password}, trainer-registry/{username,password}
 #                  (read by the MLflow pod too: it creates these users at every start)
-#   decision-log   decision-log/store-uri                (postgresql://user:pw@host:5432/decisions)
+#   decision-log   decision-log/store-uri                (postgresql://user:pw@host:5432/decisions, the owner)
+#                  decision-log/writer-password          (the model server's INSERT-only role decisions_writer)
+#                  decision-log/writer-store-uri         (postgresql://decisions_writer@host:5432/decisions)
 #   object-storage mlflow-object-storage/credentials     (OKE, Object Storage component)
 #   ocir           ocir/{server,username,auth-token}     -> ocir-pull (OKE)
 #   postgres       postgres/password                     (dev overlay)
@@ -28,7 +30,11 @@ do_api_keys() {
 }
 do_mlflow() { generic mlflow mlflow; }
 do_registry() { generic model-server-registry model-server-registry; generic trainer-registry trainer-registry; }
-do_decision_log() { generic decision-log decision-log; }
+do_decision_log() {  # the three keys the component reads (k8s/components/decision-log)
+  local key
+  for key in store-uri writer-password writer-store-uri; do need_file "$SECRETS_DIR/decision-log/$key"; done
+  generic decision-log decision-log
+}
 do_object_storage() { generic mlflow-object-storage mlflow-object-storage; }
 do_postgres() { generic postgres postgres; }
 do_ocir() {

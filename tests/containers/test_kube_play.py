@@ -132,8 +132,11 @@ class KubePlay:
             },
             "trainer-registry": {"username": "trainer", "password": secrets.token_hex(16)},
             # The decision log's database on the same server (k8s/components/decision-log).
+            # The model server writes as the INSERT-only role the migration creates.
             "decision-log": {
-                "store-uri": f"postgresql://mlflow:{pg_password}@postgres:5432/decisions"
+                "store-uri": f"postgresql://mlflow:{pg_password}@postgres:5432/decisions",
+                "writer-password": secrets.token_hex(16),
+                "writer-store-uri": "postgresql://decisions_writer@postgres:5432/decisions",
             },
             "model-server-registry": {
                 "username": "model-server",
@@ -167,7 +170,8 @@ class KubePlay:
                 docs.append(self.config_map(ref["configMapRef"]["name"]))
         for volume in spec.get("volumes", []):
             if "secret" in volume:
-                folder = self.secret_folder(volume["secret"]["secretName"], spec)
+                where = f"{name}-{volume['name']}"  # one folder per workload's volume
+                folder = self.secret_folder(volume["secret"], spec, where)
                 volume.pop("secret")
                 volume["hostPath"] = {"path": str(folder), "type": "Directory"}
             if "persistentVolumeClaim" in volume:
@@ -275,11 +279,16 @@ class KubePlay:
         path.unlink()
         self.secrets.append(name)
 
-    def secret_folder(self, name: str, spec: dict) -> Path:
-        folder = self.workdir / "secrets" / name
+    def secret_folder(self, secret: dict, spec: dict, volume: str) -> Path:
+        """The Secret's files as the kubelet would mount them: only its `items` when listed
+        (the model server gets two keys of `decision-log`, never the owner's store-uri)."""
+        name = secret["secretName"]
+        values = self.secret_values[name]
+        files = {item["path"]: values[item["key"]] for item in secret.get("items", [])} or values
+        folder = self.workdir / "secrets" / volume
         folder.mkdir(parents=True, mode=0o750)
         context = spec.get("securityContext", {})
-        for key, value in self.secret_values[name].items():
+        for key, value in files.items():
             (folder / key).write_text(value)
             (folder / key).chmod(0o440)
             if os.geteuid() == 0:

@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
+from stack.processes import wait_until
+
 pytestmark = pytest.mark.containers
 
 PREDICT_ONE = Path(__file__).parents[1] / "testdata" / "predict-one.json"
 LONG_RUNNING = ("postgres", "mlflow", "model-server", "nginx")
-ONE_SHOT = ("mlflow-migrate", "trainer")
+ONE_SHOT = ("mlflow-migrate", "decisions-migrate", "trainer")
+KEY_NAME = "containers-check"  # the API key run.sh creates
 
 
 def test_one_shot_jobs_finished(stack):
@@ -135,10 +139,12 @@ def test_model_server_image_holds_only_what_serving_needs(stack):
         [stack.engine, "run", "--rm", "--read-only", "--entrypoint", "python",
          model_server_image(), "-c",
          "import importlib.util as u; "
-         "print(u.find_spec('pyarrow') is None, u.find_spec('matplotlib') is None)"],
+         "print(u.find_spec('pyarrow') is None, u.find_spec('matplotlib') is None, "
+         "u.find_spec('psycopg') is not None)"],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
-    assert probe.stdout.split() == ["True", "True"], probe.stdout
+    # psycopg stays: the decision log writes to PostgreSQL.
+    assert probe.stdout.split() == ["True", "True", "True"], probe.stdout
 
 
 def test_parquet_without_pyarrow_stops_the_server_in_one_line(stack):
@@ -151,3 +157,103 @@ def test_parquet_without_pyarrow_stops_the_server_in_one_line(stack):
     assert result.returncode != 0
     assert "SERVING_ACCEPT_PARQUET" in result.stderr and "PARQUET=1" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def decisions_sql(stack, statement: str) -> str:
+    """A statement on the decision log's database as its owner (psql on PostgreSQL's own socket,
+    inside its container; nothing is published)."""
+    result = stack.run(
+        "exec", "-T", "postgres", "psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", "mlflow",
+        "-d", "decisions", "-tAc", statement,
+    )  # fmt: skip
+    assert result.returncode == 0, f"psql failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout.strip()
+
+
+def test_a_keyed_prediction_is_in_the_decision_log(stack):
+    """The model server writes every scored row to PostgreSQL (DECISIONS_MODE full by default),
+    with the request id the gateway passed on, the API key's name, the model version it
+    answered with, and the inputs as sent."""
+    request_id = f"containers-{uuid.uuid4().hex}"
+    records = json.loads(PREDICT_ONE.read_text())["dataframe_records"]
+    response = requests.post(
+        f"{stack.https}/invocations",
+        data=PREDICT_ONE.read_bytes(),
+        headers={"Content-Type": "application/json", "X-API-Key": stack.api_key,
+                 "X-Request-ID": request_id},
+        verify=stack.ca_file,
+        timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    # The id is this test's own token (letters, digits, -), so quoting it inline is safe.
+    columns = "row_index, key_name, model_version, role, input_mode, inputs->>'annual_income'"
+    query = f"select {columns} from decisions where request_id = '{request_id}' order by 1"  # noqa: S608
+    # The writer stores batches every DECISIONS_FLUSH_INTERVAL (1 s) off the request path.
+    wait_until(
+        lambda: len(decisions_sql(stack, query).splitlines()) == len(records),
+        timeout=60,
+        what=f"{len(records)} decision rows of request {request_id}",
+    )
+    rows = [line.split("|") for line in decisions_sql(stack, query).splitlines()]
+    version = response.headers["X-Model-Version"]
+    assert rows == [
+        [str(i), KEY_NAME, version, "champion", "full", str(record["annual_income"])]
+        for i, record in enumerate(records)
+    ]
+
+
+# Run in the model server's own container with its own settings (the writer role's URI and
+# password file, serving/__main__.py reads the file the same way): what that role may do.
+WRITER_PROBE = """
+import os, psycopg
+from common.secret_files import read_secret_files
+from serving.decisions.settings import SECRET_VARIABLES, load_decision_settings
+read_secret_files(SECRET_VARIABLES)
+s = load_decision_settings()
+with psycopg.connect(s.store_uri.get_secret_value(), autocommit=True,
+                     password=s.store_password.get_secret_value()) as conn:
+    print("user", conn.info.user)
+    for name, statement in [
+        ("select", "select count(*) from decisions"),
+        ("delete", "delete from decisions"),
+        ("update", "update decisions set key_name = 'x'"),
+        ("truncate", "truncate decisions"),
+        ("create", "create table writer_probe (x int)"),
+    ]:
+        try:
+            conn.execute(statement)
+            print(name, "allowed")
+        except psycopg.errors.InsufficientPrivilege:
+            print(name, "denied")
+"""
+
+
+def test_the_model_servers_database_role_may_only_insert(stack):
+    before = decisions_sql(stack, "select count(*) from decisions")
+    result = stack.run("exec", "-T", "model-server", "python", "-c", WRITER_PROBE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:-1] == [
+        "user decisions_writer",
+        "select denied",
+        "delete denied",
+        "update denied",
+        "truncate denied",
+        "create denied",
+    ], result.stdout
+    assert decisions_sql(stack, "select count(*) from decisions") == before
+    grants = decisions_sql(
+        stack,
+        "select privilege_type from information_schema.role_table_grants"
+        " where grantee = 'decisions_writer' order by 1",
+    )
+    assert grants.split() == ["INSERT"]
+
+
+def test_decisions_prune_runs_as_the_owner(stack):
+    """The retention one-shot (profile `prune`, run from cron) deletes nothing younger than
+    DECISIONS_RETENTION_DAYS and exits 0; its owner role may delete, unlike the server's."""
+    before = decisions_sql(stack, "select count(*) from decisions")
+    result = stack.run("run", "--rm", "decisions-prune", timeout=300)
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    assert "decision log: deleted 0 rows older than" in result.stdout
+    assert decisions_sql(stack, "select count(*) from decisions") == before

@@ -133,8 +133,9 @@ def test_gateway_and_model_server_share_localhost(request_body, rendered):
     for name, container in containers.items():
         k8s = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         assert container["imageUrl"] == k8s["image"]
-        # The pod's variables, minus the MLflow UI, plus the loopback binds (render.py).
-        k8s_env = set(container_env(objects, k8s)) - {"MLFLOW_HOST"}
+        # The pod's variables, minus the MLflow UI and the decision log's store (off in the
+        # instance), plus the loopback binds (render.py).
+        k8s_env = set(container_env(objects, k8s)) - {"MLFLOW_HOST"} - DECISION_STORE_ENV
         assert set(container["environmentVariables"]) - {"SERVING_HOST", "MODEL_SERVER_HOST"} == (
             k8s_env - {"MODEL_SERVER_HOST"}
         )
@@ -152,6 +153,30 @@ def test_gateway_and_model_server_share_localhost(request_body, rendered):
         facts.GATEWAY_HTTP_PORT,
         "/healthz",
     )
+
+
+DECISION_STORE_ENV = {
+    "DECISIONS_STORE_URI_FILE", "DECISIONS_STORE_PASSWORD_FILE", "DECISIONS_PRUNE_INTERVAL",
+}  # fmt: skip
+
+
+def test_decision_log_is_off_in_the_instance(request_body, rendered):
+    """No migration and no lasting storage in the instance (oci/README.md): the OKE pod's
+    decision log (on, as the writer role) becomes off, and no decision-log Secret is read."""
+    objects = rendered["oke"]["objects"]
+    k8s = find(objects, "Deployment", "model-server")["spec"]["template"]["spec"]["containers"][0]
+    k8s_env = container_env(objects, k8s)
+    assert k8s_env["DECISIONS_MODE"] == "full"
+    assert set(k8s_env) >= DECISION_STORE_ENV
+    server = request_body["containers"][0]
+    assert server["displayName"] == "model-server"
+    env = server["environmentVariables"]
+    assert env["DECISIONS_MODE"] == "off"
+    assert not {key for key in env if key.startswith("DECISIONS_")} - {"DECISIONS_MODE"}
+    assert not any("decision-log" in m["volumeName"] for m in server["volumeMounts"])
+    assert not any("decision" in v["name"] for v in request_body["volumes"])
+    readme = (REPO / "oci" / "README.md").read_text()
+    assert "DECISIONS_MODE=off" in readme
 
 
 def test_secrets_become_config_files(request_body):

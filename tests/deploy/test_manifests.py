@@ -1,10 +1,13 @@
 """The rendered objects: hardening, probes, limits, images, and agreement with the services."""
 
+import json
 import re
 
 import pytest
+import yaml
 from deploy_helpers import (
     ALL_RENDERINGS,
+    K8S,
     REPO,
     compose_services,
     container_env,
@@ -379,19 +382,44 @@ def test_network_policies(rendered, name):
     must_not = [
         ("trainer", "model-server", facts.MODEL_SERVER_PORT),
         ("model-server", "gateway", facts.GATEWAY_HTTPS_PORT),
-        ("model-server", "postgres", 5432),
         ("gateway", "postgres", 5432),
         ("trainer", "postgres", 5432),
     ]
-    if name == "dev":
-        must.append(("mlflow", "postgres", 5432))
-    else:  # OCI Database with PostgreSQL, outside the cluster
-        must.append(("mlflow", "external", 5432))
-        must_not.append(("model-server", "external", 5432))
+    # The database: in-cluster pods labelled postgres (dev), OCI Database with PostgreSQL
+    # outside the cluster (OKE). The model server writes its decision log there, on 5432 only.
+    database = "postgres" if name == "dev" else "external"
+    must += [("mlflow", database, 5432), ("model-server", database, 5432)]
+    must_not += [("model-server", database, port) for port in (5433, 443, 80, facts.MLFLOW_PORT)]
+    if name == "oke":
+        must_not.append(("model-server", "postgres", 5432))  # no in-cluster database there
     for edge in must:
         assert allowed(objects, *edge), f"{name}: {edge} should be allowed"
     for edge in must_not:
         assert not allowed(objects, *edge), f"{name}: {edge} should be denied"
+
+
+@pytest.mark.parametrize("name", ["dev", "oke"])
+def test_model_server_egress_is_mlflow_and_the_database_only(rendered, name):
+    """Every egress rule that applies to the model server (beyond DNS, which every pod has):
+    MLflow's `http` port and the database's 5432, nothing else."""
+    objects = rendered[name]["objects"]
+    rules = [
+        (tuple(sorted(json.dumps(peer, sort_keys=True) for peer in rule.get("to", []))),
+         tuple(sorted(str(port["port"]) for port in rule.get("ports", []))))
+        for policy in (o["spec"] for o in objects if o["kind"] == "NetworkPolicy")
+        if "Egress" in policy["policyTypes"]
+        and policy["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        == "model-server"
+        for rule in policy.get("egress", [])
+    ]  # fmt: skip
+    label = '{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "%s"}}}'
+    subnet = yaml.safe_load((K8S / "overlays/oke/set-postgres-egress.patch.yaml").read_text())
+    database = (
+        label % "postgres"
+        if name == "dev"
+        else json.dumps(subnet[0]["value"]["to"][0], sort_keys=True)
+    )
+    assert sorted(rules) == sorted([((label % "mlflow",), ("http",)), ((database,), ("5432",))])
 
 
 def test_compose_agrees_with_k8s(rendered):
