@@ -198,8 +198,7 @@ class ShadowScorer(BackgroundQueue):
         before the frame is built once; DataFrames concatenated."""
         first = many[0]
         if self.build_frame is not None and all(
-            hasattr(rows, "data") and not hasattr(rows, "iloc") and rows.columns == first.columns
-            for rows in many
+            _is_row_view(rows) and rows.columns == first.columns for rows in many
         ):
             return self.build_frame(first.columns, [row for rows in many for row in rows.data])
         import pandas as pd
@@ -209,7 +208,7 @@ class ShadowScorer(BackgroundQueue):
     def model_input(self, rows):
         """What the challenger's predict gets: a DataFrame as it is; rows that carry their
         `columns` and `data` (serving/evidence.py RowView) built into a frame."""
-        if self.build_frame is not None and not hasattr(rows, "iloc") and hasattr(rows, "data"):
+        if self.build_frame is not None and _is_row_view(rows):
             return self.build_frame(rows.columns, rows.data)
         return rows
 
@@ -234,6 +233,11 @@ class ShadowScorer(BackgroundQueue):
             offer.request_id, offer.key_name, self.model_name, self.version,
             offer.rows, outputs, latency_ms, role=CHALLENGER_ROLE,
         )  # fmt: skip
+
+
+def _is_row_view(rows) -> bool:
+    """Rows handed over as `columns` + `data` lists (serving/evidence.py RowView), not a frame."""
+    return hasattr(rows, "data") and not hasattr(rows, "iloc")
 
 
 def _split(outputs, lengths: list[int]):

@@ -32,15 +32,12 @@ def _cmdlines_containing(text: str) -> list[str]:
     return found
 
 
-def test_quick_benchmark_writes_sane_results(tmp_path):
-    out = tmp_path / "results"
+def _run_quick(module: str, out: Path, *args: str, timeout: int) -> subprocess.CompletedProcess:
+    """Run `python -m module --quick`, check it succeeded and left no process behind."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--out", str(out), "--keep-workdir"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
+        [sys.executable, "-m", module, "--quick", "--out", str(out), "--keep-workdir", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     kept = next(
         line.split(" kept in ")[1].strip()
@@ -51,6 +48,12 @@ def test_quick_benchmark_writes_sane_results(tmp_path):
         assert _cmdlines_containing(kept) == [], "a benchmark process outlived the run"
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+    return result
+
+
+def test_quick_benchmark_writes_sane_results(tmp_path):
+    out = tmp_path / "results"
+    result = _run_quick("bench.run", out, timeout=400)
 
     (record_path,) = out.glob("*-quick.json")
     record = json.loads(record_path.read_text())
@@ -88,21 +91,7 @@ def test_quick_benchmark_writes_sane_results(tmp_path):
 
 def test_quick_paired_run_alternates_and_sees_the_background_work(tmp_path):
     out = tmp_path / "paired"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.paired", "--quick", "--compare", "balance,shadow",
-         "--rounds", "2", "--out", str(out), "--keep-workdir"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    kept = next(
-        line.split(" kept in ")[1].strip()
-        for line in result.stdout.splitlines()
-        if " kept in " in line
-    )
-    try:
-        assert _cmdlines_containing(kept) == [], "a benchmark process outlived the run"
-    finally:
-        shutil.rmtree(kept, ignore_errors=True)
+    _run_quick("bench.paired", out, "--compare", "balance,shadow", "--rounds", "2", timeout=600)
     (record_path,) = out.glob("*-paired-quick.json")
     record = json.loads(record_path.read_text())
     assert record_path.with_suffix(".md").read_text().startswith("Paired run ")
