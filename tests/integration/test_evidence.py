@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from serving.decisions import DecisionLog, DecisionMetrics, DecisionSettings, open_store
 from serving.evidence import Evidence, RowView
 from serving.shadow import ShadowMetrics, ShadowScorer, ShadowSettings
+from stack.processes import wait_until
 
 ROWS = [{"annual_income": 52000.0, "term": "36 months"}, {"annual_income": 81000.0, "term": None}]
 OUTPUTS = [{"probability": 0.12, "label": 0}, {"probability": 0.71, "label": 1}]
@@ -66,14 +67,14 @@ class GatedModel:
         return pd.DataFrame({"probability": [0.5] * len(frame), "label": [1] * len(frame)})
 
 
-def _shadow_with(model, tmp_path):
+def _shadow_with(model, tmp_path, **settings):
     uri = f"sqlite:///{tmp_path}/decisions.db"
     decision_log = DecisionLog(
         DecisionSettings(store_uri=uri, flush_interval=0.1), DecisionMetrics(CollectorRegistry())
     )
     metrics = ShadowMetrics(CollectorRegistry())
     shadow = ShadowScorer(
-        ShadowSettings(share=1.0), model, "credit-risk", "2", decision_log, metrics,
+        ShadowSettings(share=1.0, **settings), model, "credit-risk", "2", decision_log, metrics,
         build_frame=lambda columns, data: pd.DataFrame(data, columns=columns),
     )  # fmt: skip
     return uri, decision_log, metrics, shadow
@@ -102,6 +103,32 @@ def test_queued_offers_are_scored_in_one_call_and_split_back_in_order(tmp_path):
         assert rows[(f"queued-{number}", 0)].inputs["annual_income"] == 10.0 * number
         assert rows[(f"queued-{number}", 1)].inputs["annual_income"] == 10.0 * number + 1
         assert rows[(f"queued-{number}", 1)].outputs == {"probability": 0.5, "label": 1}
+    decision_log.close()
+
+
+class CountingModel:
+    """A challenger that records the size of every call."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def predict(self, frame):
+        self.calls.append(len(frame))
+        return pd.DataFrame({"probability": [0.5] * len(frame), "label": [1] * len(frame)})
+
+
+def test_offers_arriving_while_a_call_fills_join_it(tmp_path):
+    """SHADOW_BATCH_MAX_WAIT_MS: after taking its first request the shadow waits, so requests
+    that arrive one by one (not only those already queued) share one model call."""
+    model = CountingModel()
+    uri, decision_log, metrics, shadow = _shadow_with(model, tmp_path, batch_max_wait_ms=1000)
+    assert shadow.offer("first", None, _rows(1.0))
+    wait_until(lambda: shadow._queue.qsize() == 0, 30, "the shadow took the first request")
+    assert shadow.offer("second", None, _rows(2.0, 3.0))
+    assert shadow.offer("third", None, _rows(4.0))
+    assert shadow.flush(timeout=30) and decision_log.flush(timeout=30)
+    assert model.calls == [4], "the three requests are one call"
+    assert metrics.scored._value.get() == 3
     decision_log.close()
 
 

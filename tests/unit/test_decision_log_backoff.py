@@ -102,3 +102,26 @@ def test_the_writer_does_not_prune_with_a_zero_interval(tmp_path):
     decision_log = DecisionLog(settings, DecisionMetrics(CollectorRegistry()))
     decision_log._maybe_prune()
     assert decision_log._store is None  # not even opened for a deletion
+
+
+def test_entries_still_queued_at_shutdown_during_an_outage_are_counted(blocked_log):
+    """A worker that stops while the store is failing loses what is queued: counted as
+    `shutdown`, so logged + dropped still equals what was recorded."""
+    decision_log, registry, _blocker = blocked_log
+    dropped = {"name": "model_server_decisions_dropped_total", "role": "champion"}
+    decision_log._backoff.initial = 60.0  # no second attempt while the test runs
+    assert decision_log.record("first", "apex", "credit-risk", "1", ROWS, OUTPUTS, 1.0)
+    wait_until(lambda: decision_log._backoff.failures >= 1, 10, "the store failed once")
+    held = [
+        decision_log.record(f"held-{n}", "apex", "credit-risk", "1", ROWS, OUTPUTS, 1.0)
+        for n in range(3)
+    ]
+    assert all(held), "the queue (3) had room while the writer waited"
+    decision_log.close(timeout=0.1)  # shorter than the writer's wait: the held entries stay
+    reasons = {
+        reason: counted(registry, **dropped, reason=reason)
+        for reason in ("queue_full", "store_error", "shutdown")
+    }
+    logged = counted(registry, "model_server_decisions_logged_total", role="champion")
+    assert reasons == {"queue_full": 0, "store_error": 2, "shutdown": 2 * 3}, reasons
+    assert logged == 0
