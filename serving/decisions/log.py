@@ -203,8 +203,9 @@ class DecisionLog(BackgroundQueue):
 
     def _write(self, batch: list[_Entry]) -> None:
         try:
-            rows = [row for entry in batch for row in self._rows(entry)]
-            self._store_or_open().write(rows)
+            store = self._store_or_open()
+            rows = [row for entry in batch for row in self._rows(entry, store.time_value)]
+            store.write(rows)
         except StoreError as error:
             self._count_dropped(batch, "store_error")
             first = self._backoff.failures == 0
@@ -251,13 +252,13 @@ class DecisionLog(BackgroundQueue):
         return self._store
 
     # --- entries to rows (writer thread only) ---------------------------------------------
-    def _rows(self, entry: _Entry) -> list[StoredRow]:
+    def _rows(self, entry: _Entry, time_value) -> list[StoredRow]:
         if self._hash_key is None:
             inputs = _json_lines(entry.rows)
         else:
             inputs = [self._hashed_text(row) for row in _records(entry.rows)]
         outputs = _json_lines(entry.outputs)
-        decided_at = datetime.fromtimestamp(entry.decided_at, UTC)
+        decided_at = time_value(datetime.fromtimestamp(entry.decided_at, UTC))
         mode = self.settings.mode.value
         return [
             StoredRow(

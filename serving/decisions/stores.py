@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 COLUMNS = (
@@ -62,11 +63,13 @@ class StoreError(RuntimeError):
     """The store cannot be reached or refused a statement; the message has no password."""
 
 
-@dataclass(frozen=True)
-class StoredRow:
-    """One scored row as stored. `inputs` and `outputs` are JSON text."""
+class StoredRow(NamedTuple):
+    """One scored row as stored, its values in COLUMNS order. `inputs` and `outputs` are JSON
+    text; `decided_at` is the store's own time value (`time_value`: a datetime for PostgreSQL,
+    seconds for SQLite), made once per request by the writer. A tuple, not a dataclass: the
+    writer makes one per scored row, and the stores hand it to the driver as it is."""
 
-    decided_at: datetime
+    decided_at: datetime | float
     request_id: str
     row_index: int
     key_name: str | None
@@ -77,9 +80,6 @@ class StoredRow:
     inputs: str | None
     outputs: str
     latency_ms: float
-
-    def values(self) -> tuple:
-        return tuple(getattr(self, name) for name in COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class _Store:
         """The rows decided in [start, end), oldest first, optionally of one model and roles."""
         p = self.placeholder
         where = [f"decided_at >= {p}", f"decided_at < {p}"]
-        params: list = [self._time(start), self._time(end)]
+        params: list = [self.time_value(start), self.time_value(end)]
         if model_name is not None:
             where.append(f"model_name = {p}")
             params.append(model_name)
@@ -174,7 +174,7 @@ class _Store:
         with self._transaction(conn) as cursor:
             cursor.execute(
                 f"delete from decisions where decided_at < {self.placeholder}",  # noqa: S608
-                (self._time(before),),
+                (self.time_value(before),),
             )
             return cursor.rowcount
 
@@ -185,7 +185,8 @@ class _Store:
         values["outputs"] = _json(values["outputs"])
         return Decision(**values)
 
-    def _time(self, moment: datetime):
+    def time_value(self, moment: datetime):
+        """How this store's `decided_at` holds a moment (bound as a parameter, written)."""
         return moment
 
     def _datetime(self, value) -> datetime:
@@ -242,7 +243,7 @@ class PostgresStore(_Store):
         statement = f"copy decisions ({', '.join(COLUMNS)}) from stdin"
         with self._transaction(conn) as cursor, cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row(row.values())
+                copy.write_row(row)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -417,7 +418,7 @@ class SQLiteStore(_Store):
         with self._transaction(conn) as cursor:
             cursor.executemany(
                 f"insert into decisions ({', '.join(COLUMNS)}) values ({marks})",  # noqa: S608
-                [(row.decided_at.timestamp(), *row.values()[1:]) for row in rows],
+                rows,
             )
 
     def close(self) -> None:
@@ -430,7 +431,7 @@ class SQLiteStore(_Store):
         self._connection()
         return created
 
-    def _time(self, moment: datetime) -> float:
+    def time_value(self, moment: datetime) -> float:
         return moment.timestamp()
 
     def _datetime(self, value) -> datetime:
