@@ -4,9 +4,9 @@ The served pipeline costs about the same per call for 1 row as for 64 (bench/REA
 in each worker the requests that already passed intake (serving/intake.py: parsed, bounded and
 checked on their own, so their errors stay their own) queue here, and one scoring thread takes
 what is queued, builds one DataFrame of all their rows, predicts once, splits the output rows
-back in request order and serialises each request's answer with MLflow's own
-`predictions_to_json` (mlflow/pyfunc/scoring_server/__init__.py), so a request's bytes are
-what MLflow's app would answer for it alone.
+back in request order and serialises each request's answer as MLflow's own
+`predictions_to_json` (mlflow/pyfunc/scoring_server/__init__.py) writes it, so a request's
+bytes are what MLflow's app would answer for it alone.
 
 - No added waiting by default: a lone request is scored at once; a batch is only what queued
   while the previous calls ran (`SERVING_BATCH_CONCURRENCY` model calls may run at once, so
@@ -27,7 +27,7 @@ what MLflow's app would answer for it alone.
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -301,13 +301,19 @@ def split_rows(outputs, batch: list[Pending]) -> list | None:
 
 
 def mlflow_serialiser():
-    """MLflow's own answer body for one request's predictions (`predictions_to_json`)."""
-    from mlflow.pyfunc.scoring_server import predictions_to_json
+    """MLflow's own answer body for one request's predictions: the bytes of
+    `predictions_to_json`, made with `json.dumps` instead of its `json.dump`.
+
+    `json.dump` to a stream runs the standard library's pure-Python encoder (the C encoder is
+    only for one-shot `dumps`); the same encoder class and options give the same bytes twice
+    as fast (1,000 rows: 2.7 -> 1.3 ms). Unit-tested against `predictions_to_json` itself, and
+    the batching integration test compares whole answers with MLflow's app byte for byte.
+    """
+    from mlflow.utils.proto_json_utils import NumpyEncoder, _get_jsonable_obj
 
     def serialise(outputs) -> bytes:
-        buffer = io.StringIO()
-        predictions_to_json(outputs, buffer)
-        return buffer.getvalue().encode()
+        predictions = _get_jsonable_obj(outputs, pandas_orient="records")
+        return json.dumps({"predictions": predictions}, cls=NumpyEncoder).encode()
 
     return serialise
 

@@ -189,6 +189,8 @@ def check_rows(
     position = {name: i for i, name in enumerate(columns)}
     for rule in contract.columns:
         i = position[rule.name]
+        if len(rows) >= _WHOLE_COLUMN_ROWS and _column_passes(rule, [r[i] for r in rows], contract):
+            continue
         check = _check_number if rule.numeric else _check_text
         if rule.type == "boolean":
             check = _check_boolean
@@ -204,6 +206,64 @@ def check_rows(
             if problem is not None:
                 return problem
     return None
+
+
+_WHOLE_COLUMN_ROWS = 16
+"""From this many rows a column is first checked whole (`_column_passes`)."""
+_NUMBER_KINDS = frozenset({int, float, type(None)})
+
+
+def _column_passes(rule: ColumnRule, column: list, contract: InputContract) -> bool:
+    """True only when the value-by-value check of `column` would find nothing and change
+    nothing; False sends it to that check, which then names the first problem.
+
+    A whole column at a time, in C: a numeric column by its value types, its sum (finite only
+    if every value is), its minimum and maximum; a text column by its distinct values, which
+    are few (categories). The value-by-value check cost 1.9 ms per 1,000 credit-risk rows, a
+    tenth of the request (bench/README.md, "Batching"); this costs about a fifth of that.
+    """
+    if rule.type == "boolean":
+        return False
+    if not rule.numeric:
+        try:
+            distinct = set(column)
+        except TypeError:  # a list or an object in the column: not text
+            return False
+        if None in distinct:
+            if not rule.nullable:
+                return False
+            distinct.discard(None)
+        # Blank text is replaced by null value by value: not for the whole-column pass.
+        return all(
+            type(value) is str
+            and (rule.type != "string" or value.strip())
+            and _check_text(rule, value, contract) is None
+            for value in distinct
+        )
+    kinds = set(map(type, column))  # exact types: bool and NonFinite are not int or float
+    if not kinds <= _NUMBER_KINDS:
+        return False
+    if type(None) in kinds:
+        if not rule.nullable:
+            return False
+        column = [value for value in column if value is not None]
+        if not column:
+            return True
+    try:
+        if not math.isfinite(sum(column)):  # NaN or an infinity anywhere (or an overflow)
+            return False
+        lowest, highest = float(min(column)), float(max(column))
+    except OverflowError:  # an integer beyond a double
+        return False
+    if (rule.minimum is not None and lowest < rule.minimum) or (
+        rule.maximum is not None and highest > rule.maximum
+    ):
+        return False
+    return (
+        rule.type not in INTEGER_TYPES
+        or float not in kinds
+        or all(value.is_integer() for value in column if type(value) is float)
+    )
 
 
 def _check_number(rule: ColumnRule, value, contract: InputContract) -> ApiError | None:

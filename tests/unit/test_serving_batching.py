@@ -2,7 +2,7 @@
 
 The model is a small function on a real DataFrame that records each call; a threading.Event
 holds the first call so that the next requests queue behind it, as they do in a busy worker.
-MLflow's own serialiser (predictions_to_json) writes the answers.
+The answers are written as MLflow's own serialiser (predictions_to_json) writes them.
 """
 
 from __future__ import annotations
@@ -223,3 +223,31 @@ def test_a_request_after_the_queue_emptied_is_still_scored():
 
     answers = asyncio.run(asyncio.wait_for(in_turns(), 10))
     assert [predictions(a) for a in answers] == [[2.0 * i] for i in range(20)]
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        pd.DataFrame(
+            {
+                "probability": [0.1234567890123, float("nan"), 1e-300],
+                "label": [0, 1, 1],
+                "decision": ["approve", "refuse", "zoë"],
+                "flag": [True, False, True],
+            }
+        ),
+        pd.Series([0.5, float("inf"), -2.0], name="score"),
+        pd.DataFrame({"n": pd.array([1, None, 3], dtype="Int64")}),
+        __import__("numpy").array([[1.5, 2.0], [float("nan"), -0.0]]),
+        [{"probability": 0.5, "label": 1}],
+    ],
+    ids=["frame", "series", "nullable-int", "ndarray", "list"],
+)
+def test_the_serialiser_writes_the_bytes_of_predictions_to_json(outputs):
+    import io
+
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    buffer = io.StringIO()
+    predictions_to_json(outputs, buffer)
+    assert mlflow_serialiser()(outputs) == buffer.getvalue().encode()
