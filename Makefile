@@ -140,11 +140,12 @@ TOOLS_VENV := .local/venv-tools
 deploy-tools: ## Install the deployment checkers (checkov, kubernetes-validate, OCI CLI) in .local/venv-tools
 	@bash tests/deploy/install_tools.sh $(TOOLS_VENV)
 
-PROMTOOL_DIR := .local/promtool
+PROMETHEUS_DIR := .local/prometheus
 
-.PHONY: promtool
-promtool: ## Unpack promtool (Debian's prometheus package, not installed) into .local/promtool for the alert tests
-	@bash tests/deploy/install_promtool.sh $(PROMTOOL_DIR)
+.PHONY: prometheus-tools promtool
+prometheus-tools: ## Unpack promtool, Prometheus, Pushgateway, blackbox exporter (Debian's packages, not installed) into .local/prometheus
+	@bash tests/deploy/install_prometheus.sh $(PROMETHEUS_DIR)
+promtool: prometheus-tools
 
 .PHONY: k8s-render
 k8s-render: ## Print the rendered Kubernetes manifests (OVERLAY=oke|dev)
@@ -155,7 +156,7 @@ oci-render: venv ## Print the OCI Container Instance request (secrets as placeho
 	$(PY) oci/render.py --settings oci/instance.env.example --placeholders
 
 .PHONY: test-deploy
-test-deploy: venv deploy-tools promtool ## Render and check k8s/ and oci/ offline, test the alert rules
+test-deploy: venv deploy-tools prometheus-tools ## Render and check k8s/ and oci/ offline, test the alert rules
 	$(PY) -m pytest tests/deploy $(PYTEST_ARGS)
 
 # The MLflow release before the pinned one, with the project's other dependencies: the upgrade
@@ -175,7 +176,7 @@ $(PREVIOUS_VENV)/.installed-$(MLFLOW_PREVIOUS): pyproject.toml
 	@touch $@
 
 .PHONY: test
-test: system-deps venv deploy-tools promtool mlflow-previous ## Run the whole test suite (unit, integration against real processes)
+test: system-deps venv deploy-tools prometheus-tools mlflow-previous ## Run the whole test suite (unit, integration against real processes)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -33,8 +33,8 @@ COMPONENTS = ("model-server", "gateway")
 # no two listeners of one instance share a number (tests/deploy/test_port_plan.py).
 # The decision log is off in the instance (oci/README.md): nothing there runs its migration,
 # which creates the table and the INSERT-only role in the pod of MLflow, and the instance has
-# no storage that outlives it; so the writer's store, its Secret files and its retention
-# setting stay out of the request.
+# no storage that outlives it; so the writer's store, its Secret files, the hashed mode's key
+# and its retention setting stay out of the request.
 OVERRIDES = {
     "model-server": {"SERVING_HOST": "127.0.0.1", "DECISIONS_MODE": "off"},
     "gateway": {"MODEL_SERVER_HOST": "127.0.0.1"},
@@ -43,9 +43,10 @@ DROPPED_ENV = {
     "gateway": {"MLFLOW_HOST", "MLFLOW_UPSTREAM"},
     "model-server": {
         "DECISIONS_STORE_URI_FILE", "DECISIONS_STORE_PASSWORD_FILE", "DECISIONS_PRUNE_INTERVAL",
+        "DECISIONS_HASH_KEY_FILE",
     },
 }  # fmt: skip
-DROPPED_MOUNTS = {"model-server": {"decision-log"}}
+DROPPED_MOUNTS = {"model-server": {"decision-log", "decisions-hash-key"}}
 REQUIRED_SETTINGS = (
     "DISPLAY_NAME", "COMPARTMENT_ID", "AVAILABILITY_DOMAIN", "SUBNET_ID", "SHAPE", "OCPUS",
     "MEMORY_GBS", "TRACKING_URI", "GATEWAY_SERVER_NAME",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or update the Secrets from files in $SECRETS_DIR (idempotent: apply, not create).
-# Usage: create-secrets.sh [all|tls|api-keys|mlflow|registry|decision-log|object-storage|ocir|postgres]...
+# Usage: create-secrets.sh [all|tls|api-keys|mlflow|registry|decision-log|decisions-hash-key|object-storage|ocir|postgres]...
 #   tls            tls.crt, tls.key                      -> gateway-tls (kubernetes.io/tls)
 #   api-keys       api-keys.map                          -> gateway-api-keys
 #   mlflow         mlflow/{backend-store-uri,flask-secret-key,admin-password}
@@ -9,6 +9,8 @@
 #   decision-log   decision-log/store-uri                (postgresql://user:pw@host:5432/decisions, the owner)
 #                  decision-log/writer-password          (the model server's INSERT-only role decisions_writer)
 #                  decision-log/writer-store-uri         (postgresql://decisions_writer@host:5432/decisions)
+#   decisions-hash-key decisions-hash-key/hash-key       (DECISIONS_MODE=hashed only: 32+ random bytes;
+#                                                        `all` includes it when the file exists)
 #   object-storage mlflow-object-storage/credentials     (OKE, Object Storage component)
 #   ocir           ocir/{server,username,auth-token}     -> ocir-pull (OKE)
 #   postgres       postgres/password                     (dev overlay)
@@ -35,6 +37,13 @@ do_decision_log() {  # the three keys the component reads (k8s/components/decisi
   for key in store-uri writer-password writer-store-uri; do need_file "$SECRETS_DIR/decision-log/$key"; done
   generic decision-log decision-log
 }
+do_decisions_hash_key() {  # the hashed mode's HMAC key (k8s/components/decision-log)
+  local key="$SECRETS_DIR/decisions-hash-key/hash-key"
+  need_file "$key"
+  # The model server refuses a shorter key at start (serving/decisions/settings.py); say it here first.
+  [ "$(tr -d '[:space:]' < "$key" | wc -c)" -ge 32 ] || die "$key: the key must hold 32 bytes or more (openssl rand -hex 32)"
+  apply create secret generic decisions-hash-key --from-file=hash-key="$key"
+}
 do_object_storage() { generic mlflow-object-storage mlflow-object-storage; }
 do_postgres() { generic postgres postgres; }
 do_ocir() {
@@ -46,12 +55,14 @@ do_ocir() {
 targets=("${@:-all}")
 if [ "${targets[0]}" = all ]; then
   targets=(tls api-keys mlflow registry decision-log)
+  [ -f "$SECRETS_DIR/decisions-hash-key/hash-key" ] && targets+=(decisions-hash-key)
   [ "$OVERLAY" = oke ] && targets+=(ocir object-storage)
   [ "$OVERLAY" = dev ] && targets+=(postgres)
 fi
 for target in "${targets[@]}"; do
   case "$target" in
     tls) do_tls ;; api-keys) do_api_keys ;; mlflow) do_mlflow ;; registry) do_registry ;; decision-log) do_decision_log ;;
+    decisions-hash-key) do_decisions_hash_key ;;
     object-storage) do_object_storage ;; ocir) do_ocir ;; postgres) do_postgres ;;
     *) die "unknown secret group '$target'" ;;
   esac

@@ -283,8 +283,14 @@ class KubePlay:
         """The Secret's files as the kubelet would mount them: only its `items` when listed
         (the model server gets two keys of `decision-log`, never the owner's store-uri)."""
         name = secret["secretName"]
-        values = self.secret_values[name]
-        files = {item["path"]: values[item["key"]] for item in secret.get("items", [])} or values
+        # An optional Secret the operator has not created (decisions-hash-key: the hashed
+        # mode's key, not needed in the default full mode) mounts as an empty folder.
+        if secret.get("optional") and name not in self.secret_values:
+            files = {}
+        else:
+            values = self.secret_values[name]
+            files = {item["path"]: values[item["key"]] for item in secret.get("items", [])}
+            files = files or values
         folder = self.workdir / "secrets" / volume
         folder.mkdir(parents=True, mode=0o750)
         context = spec.get("securityContext", {})

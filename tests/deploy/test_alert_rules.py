@@ -16,7 +16,10 @@ from deploy_helpers import ALL_RENDERINGS, REPO, compose_services
 
 from common import facts
 
-RULES = REPO / "k8s" / "components" / "alert-rules" / "alerts.rules.yml"
+COMPONENT = REPO / "k8s" / "components" / "alert-rules"
+RULES = COMPONENT / "alerts.rules.yml"
+BLACKBOX = COMPONENT / "blackbox.yml"
+COMPOSE_PROMETHEUS = COMPONENT / "prometheus.compose.yml"
 RULE_TESTS = Path(__file__).parent / "alerts" / "alerts.test.yml"
 # Where each family of metrics is defined; the blackbox exporter's probe_* are its own.
 METRIC_SOURCES = [
@@ -29,16 +32,16 @@ EXTERNAL_METRICS = {"probe_ssl_earliest_cert_expiry"}
 
 
 def promtool() -> str:
-    """$PROMTOOL, .local/promtool (make promtool), or promtool on PATH; fails with the fix."""
+    """$PROMTOOL, .local/prometheus (make prometheus-tools), or on PATH; fails with the fix."""
     candidates = [
         os.environ.get("PROMTOOL"),
-        str(REPO / ".local" / "promtool" / "usr" / "bin" / "promtool"),
+        str(REPO / ".local" / "prometheus" / "usr" / "bin" / "promtool"),
         shutil.which("promtool"),
     ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.fail("promtool is not installed: run `make promtool` (Debian's prometheus package)")
+    pytest.fail("promtool is not installed: run `make prometheus-tools` (Debian's packages)")
 
 
 def run_promtool(*args: str) -> subprocess.CompletedProcess:
@@ -83,29 +86,66 @@ def test_rules_use_metrics_the_code_exports():
 
 
 @pytest.mark.parametrize("name", ALL_RENDERINGS)
-def test_kubernetes_ships_the_file_itself(rendered, name):
+@pytest.mark.parametrize(
+    ("configmap", "path"), [("alert-rules", RULES), ("blackbox-exporter", BLACKBOX)]
+)
+def test_kubernetes_ships_the_files_themselves(rendered, name, configmap, path):
     objects = rendered[name]["objects"]
-    [configmap] = [
+    [shipped] = [
         o for o in objects
-        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("alert-rules")
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(f"{configmap}-")
     ]  # fmt: skip
-    assert configmap["data"] == {"alerts.rules.yml": RULES.read_text()}
+    assert shipped["data"] == {path.name: path.read_text()}
 
 
-def test_compose_prometheus_mounts_the_same_file_and_scrapes_the_model_server():
+def _mounts(service: dict) -> dict[Path, str]:
+    """Bind mounts of a compose service: repository file -> path in the container."""
+    out = {}
+    for mount in service.get("volumes", []):
+        source, target, *_mode = mount.split(":")
+        if source.startswith("./"):
+            out[(REPO / source).resolve()] = target
+    return out
+
+
+def test_compose_prometheus_mounts_the_same_files_and_scrapes_the_stack():
+    """The compose Prometheus loads the rules file Kubernetes ships and the scrape file the
+    live test runs; its targets are compose's services on the ports of common/facts.py and
+    of the exporters' services."""
     services = compose_services()
     prometheus = services["prometheus"]
-    mounts = [m.split(":") for m in prometheus["volumes"] if isinstance(m, str)]
-    [(source, target, _mode)] = [m for m in mounts if m[0].endswith(".yml")]
-    assert (REPO / source).resolve() == RULES
-    config_text = yaml.safe_load((REPO / "docker-compose.yml").read_text())["configs"][
-        "prometheus-config"
-    ]["content"]
-    config = yaml.safe_load(config_text)
-    assert config["rule_files"] == [target]
-    targets = config["scrape_configs"][0]["static_configs"][0]["targets"]
-    assert targets == [f"model-server:{facts.MODEL_SERVER_PORT}"]
-    assert "profiles" in prometheus and not prometheus.get("ports")
+    mounts = _mounts(prometheus)
+    assert mounts[COMPOSE_PROMETHEUS] == "/etc/prometheus/prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load(COMPOSE_PROMETHEUS.read_text())
+    assert config["rule_files"] == [mounts[RULES]]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = {name: job["static_configs"][0]["targets"] for name, job in jobs.items()}
+    assert targets["model-server"] == [f"model-server:{facts.MODEL_SERVER_PORT}"]
+    assert targets["gateway-certificate"] == [f"nginx:{facts.GATEWAY_HTTPS_PORT}"]
+    assert targets["pushgateway"] == ["pushgateway:9091"]
+    # Pushed labels (job, model_name) kept as pushed: the Pushgateway's documented setting.
+    assert jobs["pushgateway"]["honor_labels"] is True
+    probe = jobs["gateway-certificate"]
+    [module] = probe["params"]["module"]
+    assert module in yaml.safe_load(BLACKBOX.read_text())["modules"]
+    [address] = [r for r in probe["relabel_configs"] if r.get("target_label") == "__address__"]
+    assert address["replacement"] == "blackbox-exporter:9115"
+    for name in ("prometheus", "pushgateway", "blackbox-exporter"):
+        service = services[name]
+        assert service["profiles"] == ["monitoring"], name
+        assert not service.get("ports"), f"{name} publishes a port"
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert service["user"] == "65534:65534", name  # nobody, never root
+        assert re.fullmatch(r"prom/[a-z-]+:v\d+\.\d+\.\d+", service["image"]), name
+        assert "backend" in service["networks"], name
+    blackbox = services["blackbox-exporter"]
+    [config_path] = [a.split("=", 1)[1] for a in blackbox["command"] if a.startswith("--config")]
+    assert _mounts(blackbox)[BLACKBOX] == config_path
+    monitor = services["monitor"]["environment"]
+    assert monitor["MONITOR_PUSHGATEWAY_URL"] == (
+        "${MONITOR_PUSHGATEWAY_URL:-http://" + targets["pushgateway"][0] + "}"
+    )
 
 
 def test_monitor_pushes_the_threshold_the_drift_rule_compares_with():

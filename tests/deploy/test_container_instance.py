@@ -155,8 +155,10 @@ def test_gateway_and_model_server_share_localhost(request_body, rendered):
     )
 
 
+# The decision log's store and the hashed mode's key: the pod's, not the instance's.
 DECISION_STORE_ENV = {
     "DECISIONS_STORE_URI_FILE", "DECISIONS_STORE_PASSWORD_FILE", "DECISIONS_PRUNE_INTERVAL",
+    "DECISIONS_HASH_KEY_FILE",
 }  # fmt: skip
 
 

@@ -243,3 +243,43 @@ def test_compose_model_server_writes_as_the_insert_only_role():
     assert prune["command"] == ["python", "-m", "serving.decisions", "prune"]
     assert urlsplit(prune["environment"]["DECISIONS_STORE_URI"]).username != role
     assert prune["secrets"] == ["postgres-password"]
+
+
+@pytest.mark.parametrize("name", ALL_RENDERINGS)
+def test_model_server_gets_the_hash_key_as_compose_does(rendered, name, tmp_path, monkeypatch):
+    """DECISIONS_MODE=hashed: the HMAC key is a file of the Secret `decisions-hash-key`, the
+    name of compose's secret, never a variable and never a rendered (committed) object. The
+    mount is optional (full mode needs no key); with the file laid out as the kubelet mounts
+    it, hashed-mode settings read the key, and without it they fail with the file's name."""
+    objects = rendered[name]["objects"]
+    pod, container = model_server(objects)
+    env = container_env(objects, container)
+    key_file = env["DECISIONS_HASH_KEY_FILE"]
+    assert secret_files(pod, container)[key_file] == ("decisions-hash-key", "hash-key")
+    [volume] = [
+        v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "decisions-hash-key"
+    ]
+    assert volume["secret"]["optional"] is True
+    assert volume["secret"]["defaultMode"] == 0o440
+    refs = [e["valueFrom"] for e in container.get("env", []) if "valueFrom" in e]
+    assert all(r.get("secretKeyRef", {}).get("name") != "decisions-hash-key" for r in refs)
+    assert not [o for o in objects if o["kind"] == "Secret"], "a Secret in the committed manifests"
+
+    compose = compose_services()["model-server"]
+    assert "decisions-hash-key" in compose["secrets"]
+    assert compose["environment"]["DECISIONS_HASH_KEY_FILE"] == "/run/secrets/decisions-hash-key"
+    script = (K8S / "scripts" / "create-secrets.sh").read_text()
+    assert 'create secret generic decisions-hash-key --from-file=hash-key="$key"' in script
+    assert 'key="$SECRETS_DIR/decisions-hash-key/hash-key"' in script
+    assert "decisions-hash-key/hash-key" in (K8S / "README.md").read_text()
+
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    laid_out = tmp_path / os.path.relpath(key_file, mount["mountPath"])
+    for key in [k for k in os.environ if k.startswith("DECISIONS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("DECISIONS_MODE", InputMode.HASHED.value)
+    monkeypatch.setenv("DECISIONS_HASH_KEY_FILE", str(laid_out))
+    with pytest.raises(ValueError, match="DECISIONS_HASH_KEY_FILE: cannot read"):
+        DecisionSettings()
+    laid_out.write_text("0123456789abcdef" * 4 + "\n")  # what `openssl rand -hex 32` writes
+    assert DecisionSettings().hash_key() == b"0123456789abcdef" * 4

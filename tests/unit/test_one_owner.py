@@ -41,6 +41,8 @@ CHECKED_COPIES = {
     "k8s/base/mlflow.env": "test_manifests.py::test_mlflow_contract",
     # Published container ports and service URLs: test_port_plan.py::test_compose_services...
     "docker-compose.yml": "test_port_plan.py::test_compose_services_publish_what_they_listen_on",
+    # The compose Prometheus's scrape targets.
+    "k8s/components/alert-rules/prometheus.compose.yml": "test_alert_rules.py::test_compose_pro...",
     # EXPOSE: test_images_expose_what_they_listen_on below.
     "nginx/Dockerfile": "test_images_expose_what_they_listen_on",
     "images/python.Dockerfile": "test_images_expose_what_they_listen_on",
