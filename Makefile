@@ -191,6 +191,10 @@ bench: system-deps venv ## Benchmark Flask, mlflow models serve, the model serve
 bench-paired: system-deps venv ## What one setting costs: balance, reasons, decision log, shadow, paired rounds (~15 min)
 	$(PY) -m bench.paired $(ARGS)
 
+.PHONY: bench-steps
+bench-steps: venv ## Where one request's time goes, step by step, in one process (ARGS="--rows 1")
+	$(PY) -m bench.steps $(ARGS)
+
 .PHONY: images
 images: venv ## Build the four images with compose's names (IMAGE_PREFIX=..., IMAGE_TAG=...)
 	@PY=$(PY) images/build.sh

@@ -114,3 +114,17 @@ def test_quick_paired_run_alternates_and_sees_the_background_work(tmp_path):
         assert cell["base"]["background"]["shadow_scored"] == 0, cell
         assert cell["base"]["background"]["decisions_logged"] > 0, cell
     assert "target" in record_path.with_suffix(".md").read_text()
+
+
+def test_the_step_profile_times_every_step_of_a_request():
+    """`python -m bench.steps`: a real mlflow server, a trained model, every step timed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.steps", "--rows", "20", "--repeat", "2",
+         "--train-rows", "2000"],
+        cwd=ROOT, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+    steps = {line.split(" | ")[0][2:]: float(line.split(" | ")[1].rstrip(" |")) for line in table}
+    assert len(steps) == 8 and all(ms > 0 for ms in steps.values()), steps
+    assert _cmdlines_containing("bench.steps-") == [], "a process outlived the run"
