@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.steps", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1000, help="rows per request (1000)")
     parser.add_argument("--repeat", type=int, default=30, help="runs per step (30)")
-    parser.add_argument("--train-rows", type=int, default=5000, help="training rows (5000)")
+    parser.add_argument("--train-rows", type=int, default=4000, help="training rows (4000)")
     args = parser.parse_args(argv)
     if args.rows < 1 or args.repeat < 1:
         parser.error("--rows and --repeat must be at least 1")
