@@ -59,6 +59,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float]]:
     from serving.batching import mlflow_frame_builder, mlflow_serialiser
     from serving.contract import check_rows, contract_of
     from serving.decisions import DecisionLog, DecisionMetrics, DecisionSettings
+    from serving.decisions.log import _Entry
     from serving.evidence import RowView
     from serving.intake import _json_rows, parse_json, read_with_contract
     from serving.loading import load_and_check
@@ -91,8 +92,6 @@ def measure(args: argparse.Namespace, workdir: Path) -> list[tuple[str, float]]:
     count = iter(range(10**9))
 
     def entry():
-        from serving.decisions.log import _Entry
-
         view = RowView(accepted.columns, accepted.data)
         return _Entry(time.time(), f"steps-{next(count)}", "bench", MODEL_NAME, "1",
                       "champion", view, outputs, 1.0, args.rows)  # fmt: skip
